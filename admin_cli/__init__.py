@@ -1,0 +1,1 @@
+"""chatctl, the command line of chatroom."""

@@ -1,0 +1,5 @@
+"""python -m admin_cli: the same as chatctl."""
+
+from admin_cli.main import app
+
+app(prog_name="chatctl")

@@ -1,0 +1,115 @@
+"""A blocking AdminService client whose failures are one line for a person."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from admin_cli.output import fail
+from chatroom.v1 import admin_pb2, admin_pb2_grpc
+
+CALL_TIMEOUT_S = 10.0
+
+
+@contextmanager
+def explained_errors(server: str) -> Iterator[None]:
+    """Turns a failed call into `error: …` and a non-zero exit."""
+    try:
+        yield
+    except grpc.RpcError as error:
+        fail(explain_status(error.code(), error.details() or "", server))
+
+
+def explain_status(code: grpc.StatusCode, details: str, server: str) -> str:
+    if code == grpc.StatusCode.UNAVAILABLE and not _is_connection_failure(details):
+        return f"the chatroom server at {server} is unavailable: {details}"
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return (
+            f"cannot reach the chatroom server at {server}: start one with 'chatctl server start'"
+            " or point --server / CHATROOM_SERVER at it"
+        )
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return f"the chatroom server at {server} did not answer within {CALL_TIMEOUT_S:.0f} s"
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return f"{server} refused the token ({details}): check CHATROOM_ADMIN_TOKEN or reissue the token"
+    return details or code.name
+
+
+def _is_connection_failure(details: str) -> bool:
+    """gRPC's own words for "nothing answers there", as opposed to a server's reply."""
+    markers = ("failed to connect", "connection refused", "dns resolution", "socket closed", "connect failed")
+    return not details or any(marker in details.lower() for marker in markers)
+
+
+class AdminApi:
+    def __init__(self, server: str, admin_token: str) -> None:
+        self.server = server
+        self._channel = grpc.insecure_channel(server)
+        self._stub = admin_pb2_grpc.AdminServiceStub(self._channel)
+        self._metadata = (("authorization", f"Bearer {admin_token}"),)
+
+    def __enter__(self) -> AdminApi:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._channel.close()
+
+    def _call(self, method: Callable[..., Any], request: object) -> Any:
+        with explained_errors(self.server):
+            return method(request, metadata=self._metadata, timeout=CALL_TIMEOUT_S)
+
+    def create_group(self, group: str, members: list[str]) -> admin_pb2.CreateGroupResponse:
+        request = admin_pb2.CreateGroupRequest(group=group, members=members)
+        response: admin_pb2.CreateGroupResponse = self._call(self._stub.CreateGroup, request)
+        return response
+
+    def get_group(self, group: str) -> admin_pb2.Group:
+        response: admin_pb2.GetGroupResponse = self._call(
+            self._stub.GetGroup, admin_pb2.GetGroupRequest(group=group)
+        )
+        return response.group
+
+    def list_groups(self) -> list[admin_pb2.Group]:
+        response: admin_pb2.ListGroupsResponse = self._call(
+            self._stub.ListGroups, admin_pb2.ListGroupsRequest()
+        )
+        return list(response.groups)
+
+    def delete_group(self, group: str) -> None:
+        self._call(self._stub.DeleteGroup, admin_pb2.DeleteGroupRequest(group=group))
+
+    def add_members(self, group: str, members: list[str]) -> admin_pb2.AddMembersResponse:
+        request = admin_pb2.AddMembersRequest(group=group, members=members)
+        response: admin_pb2.AddMembersResponse = self._call(self._stub.AddMembers, request)
+        return response
+
+    def remove_members(self, group: str, members: list[str]) -> admin_pb2.Group:
+        request = admin_pb2.RemoveMembersRequest(group=group, members=members)
+        response: admin_pb2.RemoveMembersResponse = self._call(self._stub.RemoveMembers, request)
+        return response.group
+
+    def list_unread(self, group: str) -> admin_pb2.ListUnreadResponse:
+        request = admin_pb2.ListUnreadRequest(group=group)
+        response: admin_pb2.ListUnreadResponse = self._call(self._stub.ListUnread, request)
+        return response
+
+    def issue_token(self, member: str) -> str:
+        request = admin_pb2.IssueTokenRequest(member=member)
+        response: admin_pb2.IssueTokenResponse = self._call(self._stub.IssueToken, request)
+        return response.token
+
+
+def health_status(server: str, service: str = "", timeout_s: float = 3.0) -> str:
+    """SERVING, NOT_SERVING, … or UNREACHABLE; never raises."""
+    with grpc.insecure_channel(server) as channel:
+        try:
+            response = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout_s
+            )
+        except grpc.RpcError as error:
+            return "UNREACHABLE" if error.code() == grpc.StatusCode.UNAVAILABLE else error.code().name
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))

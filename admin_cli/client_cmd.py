@@ -1,0 +1,266 @@
+"""chatctl client start|list|stop|logs: console clients as real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from admin_cli import processes
+from admin_cli.output import duration, fail, info, note, out, print_json, table
+from admin_cli.settings import DEFAULT_SERVER, Json, Server, member_token, member_token_path, state_dir
+from clients.console import ERROR_PREFIX, SUBSCRIBED_PREFIX, ConsoleOptions, run_console
+
+app = typer.Typer(help="Run console clients and watch them.", no_args_is_help=True)
+
+SUBSCRIBE_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 10.0
+NOTE_LINE = re.compile(r"^\[(?P<group>\S+) #(?P<seq>\d+) [\d:]+\] (?P<sender>[^:]+): (?P<text>.*)$")
+
+
+class Restart(StrEnum):
+    no = "no"
+    on_failure = "on-failure"
+
+
+def clients_dir() -> Path:
+    return state_dir() / "clients"
+
+
+def record_path(name: str) -> Path:
+    return clients_dir() / f"{name}.json"
+
+
+def log_path(name: str) -> Path:
+    return clients_dir() / f"{name}.log"
+
+
+def client_command(name: str, group: str, server: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "clients",
+        name,
+        f"--group={group}",
+        f"--server={server}",
+        f"--token-file={member_token_path(name)}",
+        "--plain",
+    ]
+
+
+@app.command(
+    epilog="Examples: chatctl client start alice --group team\n\n"
+    "chatctl client start alice bob chad --group team --detach"
+)
+def start(
+    names: Annotated[list[str], typer.Argument(help="Member names; several need --detach.")],
+    group: Annotated[str, typer.Option("--group", "-g", help="Group to join.")],
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Run each client as a background process.")
+    ] = False,
+    restart: Annotated[
+        Restart, typer.Option(help="Restart a detached client that dies: no or on-failure.")
+    ] = Restart.no,
+    server: Server = DEFAULT_SERVER,
+) -> None:
+    """Start console clients: one interactive in this terminal, or several in the background."""
+    if not detach:
+        if len(names) > 1:
+            fail("several clients run in the background only: add --detach")
+        if restart is not Restart.no:
+            fail("--restart applies to detached clients: add --detach")
+        name = names[0]
+        options = ConsoleOptions(
+            name, group, [server], member_token(name), interactive=sys.stdin.isatty() and sys.stdout.isatty()
+        )
+        raise typer.Exit(asyncio.run(run_console(options)))
+    for name in names:
+        member_token(name)  # fail before starting any if a token is missing
+        running = processes.ProcessRecord.load(record_path(name))
+        if running is not None and running.alive:
+            fail(f"{name} is already running (pid {running.pid}): stop it with 'chatctl client stop {name}'")
+    started = [_spawn(name, group, server, restart) for name in names]
+    failures = [failure for spawned in started if (failure := _await_subscription(spawned)) is not None]
+    if failures:
+        fail("; ".join(failures))
+
+
+@dataclass
+class _Spawned:
+    name: str
+    process: processes.ProcessRecord
+    log_offset: int
+
+
+def _spawn(name: str, group: str, server: str, restart: Restart) -> _Spawned:
+    log = log_path(name)
+    offset = log.stat().st_size if log.exists() else 0
+    command = client_command(name, group, server)
+    details = {"group": group, "server": server, "restart": restart.value, "restarts": 0}
+    if restart is Restart.on_failure:
+        template = processes.ProcessRecord(name, 0, 0, time.time(), str(log), details)
+        template.save(record_path(name))  # the supervisor fills in the pids
+        supervisor = [sys.executable, "-m", "admin_cli.supervisor", str(record_path(name)), "--", *command]
+        process = processes.spawn(supervisor, log)
+        record = processes.record_for(name, process, log, **details)
+        record.details["supervisor"] = {"pid": record.pid, "start_ticks": record.start_ticks}
+    else:
+        process = processes.spawn(command, log)
+        record = processes.record_for(name, process, log, **details)
+        record.save(record_path(name))
+    return _Spawned(name, record, offset)
+
+
+def _await_subscription(spawned: _Spawned) -> str | None:
+    """Waits until the client says it subscribed; returns why not, if it failed."""
+    log = Path(spawned.process.log)
+    deadline = time.monotonic() + SUBSCRIBE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        with open(log, errors="replace") as file:
+            file.seek(spawned.log_offset)
+            for line in file:
+                if line.startswith(SUBSCRIBED_PREFIX):
+                    info(f"started {spawned.name} (pid {_current_pid(spawned)}): {line.strip()[2:]}")
+                    return None
+                if line.startswith(ERROR_PREFIX):
+                    _stop_record(_load(spawned.name) or spawned.process)
+                    return f"{spawned.name}: {line.strip().removeprefix(ERROR_PREFIX)}"
+        if not spawned.process.alive:
+            return f"{spawned.name} exited at start; see 'chatctl client logs {spawned.name}'"
+        time.sleep(processes.POLL_INTERVAL_S)
+    note(f"{spawned.name} has not subscribed yet and keeps trying; see 'chatctl client logs {spawned.name}'")
+    return None
+
+
+def _current_pid(spawned: _Spawned) -> int:
+    record = _load(spawned.name)
+    return record.pid if record is not None and record.pid else spawned.process.pid
+
+
+def _load(name: str) -> processes.ProcessRecord | None:
+    return processes.ProcessRecord.load(record_path(name))
+
+
+def _records() -> list[processes.ProcessRecord]:
+    found = [processes.ProcessRecord.load(path) for path in sorted(clients_dir().glob("*.json"))]
+    return [record for record in found if record is not None]
+
+
+def last_note(log: Path) -> str | None:
+    """The last note line a client logged (reads only the end of the file)."""
+    try:
+        with open(log, "rb") as file:
+            file.seek(max(0, file.seek(0, 2) - 64 * 1024))
+            lines = file.read().decode(errors="replace").splitlines()
+    except FileNotFoundError:
+        return None
+    return next((line for line in reversed(lines) if NOTE_LINE.match(line)), None)
+
+
+def describe(record: processes.ProcessRecord) -> dict[str, object]:
+    alive = record.alive
+    return {
+        "name": record.name,
+        "group": record.details.get("group"),
+        "pid": record.pid,
+        "alive": alive,
+        "uptime_s": round(time.time() - record.started_at, 1) if alive else None,
+        "server": record.details.get("server"),
+        "restart": record.details.get("restart", "no"),
+        "restarts": record.details.get("restarts", 0),
+        "last_note": last_note(Path(record.log)),
+        "log": record.log,
+    }
+
+
+@app.command("list", epilog="Example: chatctl client list --json")
+def list_clients(as_json: Json = False) -> None:
+    """Show each client process: group, pid, alive or dead, uptime, last note received."""
+    records = _records()
+    if as_json:
+        print_json([describe(record) for record in records])
+        return
+    if not records:
+        info("no clients: start some with 'chatctl client start NAME --group GROUP --detach'")
+        return
+    rows = []
+    for record in records:
+        alive = record.alive
+        rows.append(
+            (
+                record.name,
+                record.details.get("group"),
+                record.pid,
+                "alive" if alive else "dead",
+                duration(time.time() - record.started_at) if alive else "-",
+                record.details.get("restarts", 0),
+                last_note(Path(record.log)) or "-",
+            )
+        )
+    columns = ("NAME", "GROUP", "PID", "STATE", "UPTIME", "RESTARTS", "LAST NOTE")
+    out.print(table(None, columns, rows))
+
+
+def _stop_record(record: processes.ProcessRecord) -> str:
+    supervisor = record.details.get("supervisor")
+    if supervisor:
+        outcome = processes.stop(supervisor["pid"], supervisor["start_ticks"], STOP_TIMEOUT_S)
+        processes.wait_gone(record.pid, record.start_ticks, STOP_TIMEOUT_S)
+    else:
+        outcome = processes.stop(record.pid, record.start_ticks, STOP_TIMEOUT_S)
+    record_path(record.name).unlink(missing_ok=True)
+    return outcome
+
+
+@app.command(epilog="Examples: chatctl client stop alice\n\nchatctl client stop --all")
+def stop(
+    names: Annotated[list[str] | None, typer.Argument(help="Clients to stop.")] = None,
+    all_clients: Annotated[bool, typer.Option("--all", help="Stop every client.")] = False,
+) -> None:
+    """Stop client processes cleanly (SIGTERM, then wait)."""
+    if all_clients == bool(names):
+        fail("name the clients to stop, or pass --all")
+    records = _records() if all_clients else []
+    for name in names or ():
+        record = _load(name)
+        if record is None:
+            fail(f"no client named {name!r}: see 'chatctl client list'")
+        records.append(record)
+    for record in records:
+        info(f"{record.name}: {_stop_record(record)}")
+
+
+@app.command(epilog="Example: chatctl client logs bob -f")
+def logs(
+    name: str,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
+) -> None:
+    """Print a client's log: the notes it received and its connection events."""
+    path = log_path(name)
+    if not path.exists():
+        fail(f"no log for {name!r}: see 'chatctl client list'")
+    with open(path, errors="replace") as file:
+        sys.stdout.write(file.read())
+        sys.stdout.flush()
+        if not follow:
+            return
+        try:
+            while True:
+                chunk = file.read()
+                if chunk:
+                    sys.stdout.write(chunk)
+                    sys.stdout.flush()
+                    continue
+                record = _load(name)
+                if record is None or not record.alive:
+                    return
+                time.sleep(processes.POLL_INTERVAL_S * 4)
+        except KeyboardInterrupt:
+            return

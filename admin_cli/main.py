@@ -1,0 +1,31 @@
+"""chatctl: run a chatroom server, manage its groups and members, run clients.
+
+Commands are grouped by noun (server, group, client, delivery, token) plus a
+few verbs (send, health, demo). Every option also reads an environment
+variable; --json gives output for scripts.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from admin_cli import client_cmd, delivery_cmd, group_cmd, server_cmd, token_cmd
+from admin_cli.demo import demo
+from admin_cli.health_cmd import health
+from admin_cli.send_cmd import send
+
+app = typer.Typer(
+    name="chatctl",
+    help="Run and operate a chatroom: group chat over gRPC with tracked delivery.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(server_cmd.app, name="server")
+app.add_typer(group_cmd.app, name="group")
+app.add_typer(client_cmd.app, name="client")
+app.add_typer(delivery_cmd.app, name="delivery")
+app.add_typer(token_cmd.app, name="token")
+app.command()(send)
+app.command()(health)
+app.command()(demo)

@@ -1,0 +1,44 @@
+"""chatctl send."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+from admin_cli.admin_api import explain_status
+from admin_cli.output import fail, info, print_json
+from admin_cli.settings import DEFAULT_SERVER, Json, Server, member_token
+from clients import ChatClient, ChatError, Note
+
+SEND_RETRY_S = 3.0
+
+
+def send(
+    text: Annotated[str, typer.Argument(help="The note to send.")],
+    sender: Annotated[
+        str, typer.Option("--as", help="Member who sends (its token is in the state directory).")
+    ],
+    group: Annotated[str, typer.Option("--group", "-g", help="Group to send to.")],
+    server: Server = DEFAULT_SERVER,
+    as_json: Json = False,
+) -> None:
+    """Send one note as a member.
+
+    Example: chatctl send --as alice --group team "hello"
+    """
+    token = member_token(sender)
+
+    async def deliver() -> Note:
+        async with ChatClient(server, token, send_retry_s=SEND_RETRY_S) as client:
+            return await client.send(group, text)
+
+    try:
+        sent = asyncio.run(deliver())
+    except ChatError as error:
+        fail(explain_status(error.code, error.details, server))
+    if as_json:
+        print_json({"group": sent.group, "seq": sent.seq, "sender": sent.sender, "text": sent.text})
+    else:
+        info(f"sent #{sent.seq} to {sent.group}")

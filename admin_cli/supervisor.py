@@ -1,0 +1,83 @@
+"""python -m admin_cli.supervisor RECORD -- COMMAND...: keeps a client process running.
+
+Started by `chatctl client start --restart on-failure`. Runs COMMAND, and when
+it exits with a failure (non-zero code or a signal such as kill -9) starts it
+again after a growing delay, keeping RECORD up to date with the current pid so
+that `chatctl client list` shows the process that really runs. A clean exit
+(code 0) ends supervision; SIGTERM is passed on to the child and ends it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from admin_cli.processes import ProcessRecord, start_ticks
+from clients.backoff import Backoff
+
+RESTART_BACKOFF = Backoff(initial_s=0.5, max_s=30.0)
+HEALTHY_RUN_S = 10.0
+"""A child that ran this long resets the restart delay."""
+
+
+async def supervise(record_path: Path, command: list[str]) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    delays = RESTART_BACKOFF.delays()
+    restarts = 0
+    while True:
+        child = await asyncio.create_subprocess_exec(*command)
+        _update_record(record_path, child.pid, restarts)
+        started = time.monotonic()
+        waiter = asyncio.create_task(child.wait())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if stop.is_set() and not waiter.done():
+            child.terminate()
+            await waiter
+            return 0
+        code = waiter.result()
+        if code == 0 or stop.is_set():
+            return 0
+        if time.monotonic() - started > HEALTHY_RUN_S:
+            delays.reset()
+        delay = delays.next()
+        print(f"* client exited ({_describe(code)}); restarting in {delay:.1f} s", flush=True)
+        try:
+            await asyncio.wait_for(stop.wait(), delay)
+            return 0
+        except TimeoutError:
+            restarts += 1
+
+
+def _describe(code: int) -> str:
+    return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+
+
+def _update_record(path: Path, pid: int, restarts: int) -> None:
+    record = ProcessRecord.load(path)
+    if record is None:
+        return
+    record.pid = pid
+    record.start_ticks = start_ticks(pid) or 0
+    record.details["restarts"] = restarts
+    record.details["supervisor"] = {"pid": os.getpid(), "start_ticks": start_ticks(os.getpid()) or 0}
+    record.save(path)
+
+
+def main() -> int:
+    args = sys.argv[1:]
+    if len(args) < 3 or args[1] != "--":
+        sys.exit("usage: python -m admin_cli.supervisor RECORD -- COMMAND...")
+    return asyncio.run(supervise(Path(args[0]), args[2:]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""ChatClient: subscribe and send with the delivery guarantees applications want.
+
+The server delivers at least once; this client makes it exactly once for the
+application. It hands over each note at most once (anything with a seq at or
+below the last one handed over is dropped), acknowledges a note only after the
+application has seen it, and on a lost connection reconnects with backoff,
+moving on to the next server address if there are several. Sends carry a
+generated client_msg_id, so retrying them after a timeout never stores a note
+twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+
+import grpc
+
+from chatroom.v1 import chat_pb2, chat_pb2_grpc
+from clients.backoff import Backoff, BackoffDelays
+from clients.model import ChatError, ConnectionEvent, Note
+
+SUBSCRIBED_HEADER = "chatroom-subscribed"
+DEFAULT_BACKOFF = Backoff()
+
+RETRYABLE = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.CANCELLED,
+    }
+)
+
+
+class ChatClient:
+    def __init__(
+        self,
+        servers: str | Sequence[str],
+        token: str,
+        *,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        send_retry_s: float = 30.0,
+        call_timeout_s: float = 10.0,
+        on_event: Callable[[ConnectionEvent], None] | None = None,
+    ) -> None:
+        self._servers = [servers] if isinstance(servers, str) else list(servers)
+        if not self._servers:
+            raise ValueError("at least one server address is needed")
+        self._metadata = (("authorization", f"Bearer {token}"),)
+        self._backoff = backoff
+        self._send_retry_s = send_retry_s
+        self._call_timeout_s = call_timeout_s
+        self._on_event = on_event
+        self._server_index = 0
+        self._channel: grpc.aio.Channel | None = None
+        self._handed: dict[str, int] = {}
+
+    @property
+    def server(self) -> str:
+        return self._servers[self._server_index]
+
+    async def __aenter__(self) -> ChatClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+
+    def _stub(self) -> chat_pb2_grpc.ChatServiceStub:
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self.server)
+        return chat_pb2_grpc.ChatServiceStub(self._channel)
+
+    async def _next_server(self) -> None:
+        """Drops the channel after a failure; the next call dials the next address."""
+        await self.close()
+        self._server_index = (self._server_index + 1) % len(self._servers)
+
+    async def send(self, group: str, text: str, *, client_msg_id: str | None = None) -> Note:
+        """Stores a note and returns it with its seq; retried while the server is unreachable."""
+        request = chat_pb2.SendNoteRequest(
+            group=group, text=text, client_msg_id=client_msg_id or uuid.uuid4().hex
+        )
+        delays = self._backoff.delays()
+        deadline = asyncio.get_running_loop().time() + self._send_retry_s
+        while True:
+            try:
+                response = await self._stub().SendNote(
+                    request, metadata=self._metadata, timeout=self._call_timeout_s
+                )
+                return Note.from_proto(response.note)
+            except grpc.aio.AioRpcError as error:
+                delay = delays.next()
+                if error.code() not in RETRYABLE or asyncio.get_running_loop().time() + delay > deadline:
+                    raise ChatError(error.code(), error.details() or "") from None
+                await self._next_server()
+                await asyncio.sleep(delay)
+
+    async def notes(self, group: str) -> AsyncGenerator[Note, None]:
+        """Every unread note of the group, then live ones, each exactly once, forever.
+
+        A note is acknowledged once the consumer asks for the next one. Raises
+        ChatError when the subscription is refused for good.
+        """
+        delays = self._backoff.delays()
+        while True:
+            try:
+                async for note in self._subscribe_once(group, delays):
+                    yield note
+                detail = "stream ended"
+            except grpc.aio.AioRpcError as error:
+                if error.code() not in RETRYABLE:
+                    raise ChatError(error.code(), error.details() or "") from None
+                detail = f"{error.code().name}: {error.details()}"
+            delay = delays.next()
+            self._report(ConnectionEvent("lost", self.server, group, detail, delay))
+            await self._next_server()
+            await asyncio.sleep(delay)
+
+    async def _subscribe_once(self, group: str, delays: BackoffDelays) -> AsyncIterator[Note]:
+        """One stream, until it ends; failures surface as AioRpcError."""
+        call = self._stub().ChatStream(metadata=self._metadata)
+        try:
+            await call.write(chat_pb2.ChatStreamRequest(subscribe=chat_pb2.Subscribe(group=group)))
+            headers = await call.initial_metadata()
+            if not any(key == SUBSCRIBED_HEADER for key, _ in headers or ()):
+                await call.read()  # raises the refusal
+                return
+            delays.reset()
+            self._report(ConnectionEvent("subscribed", self.server, group))
+            acked = 0
+            while True:
+                response = await call.read()  # raises when the stream fails
+                if response is grpc.aio.EOF:
+                    return
+                for proto in response.notes:
+                    if proto.seq > self._handed.get(group, 0):
+                        yield Note.from_proto(proto)
+                        # Resumed: the consumer has seen the note.
+                        self._handed[group] = proto.seq
+                handed = self._handed.get(group, 0)
+                if handed > acked:
+                    await call.write(chat_pb2.ChatStreamRequest(ack=chat_pb2.Ack(seq=handed)))
+                    acked = handed
+        finally:
+            call.cancel()
+
+    def _report(self, event: ConnectionEvent) -> None:
+        if self._on_event is not None:
+            self._on_event(event)

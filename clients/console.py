@@ -1,0 +1,131 @@
+"""The console client: prints each received note as one line, sends what is typed.
+
+Two faces of one process. On a terminal it is interactive: notes print above
+an input line that stays put while you type, and `/quit` leaves. Otherwise
+(a pipe, a log file, a detached process) it prints plain lines and sends each
+line read from stdin, so scripts and tests can drive it.
+
+Output lines::
+
+    [team #3 12:00:01] bob: hello      a note received
+    * sent #4: hi bob                  a note this member sent
+    * subscribed to team on ...        connection events
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from clients.chat_client import ChatClient
+from clients.model import ChatError, ConnectionEvent, Note
+
+QUIT_COMMAND = "/quit"
+SUBSCRIBED_PREFIX = "* subscribed to "
+ERROR_PREFIX = "error: "
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleOptions:
+    member: str
+    group: str
+    servers: list[str]
+    token: str
+    interactive: bool
+
+
+def format_note(note: Note) -> str:
+    clock = note.sent_at.astimezone().strftime("%H:%M:%S")
+    return f"[{note.group} #{note.seq} {clock}] {note.sender}: {note.text}"
+
+
+def format_event(event: ConnectionEvent, member: str) -> str:
+    if event.kind == "subscribed":
+        return f"{SUBSCRIBED_PREFIX}{event.group} on {event.server} as {member}"
+    return f"* connection lost ({event.detail}); retrying in {event.retry_in_s:.1f} s"
+
+
+async def run_console(options: ConsoleOptions) -> int:
+    """Runs until /quit, end of input on a terminal, SIGINT or SIGTERM; returns the exit code."""
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    client = ChatClient(
+        options.servers, options.token, on_event=lambda event: say(format_event(event, options.member))
+    )
+    async with client:
+        receiver = asyncio.create_task(_receive(client, options.group, say))
+        typer = _type_interactively if options.interactive else _type_lines
+        sender = asyncio.create_task(typer(client, options, say))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({receiver, sender, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (receiver, sender, stopper):
+            task.cancel()
+        await asyncio.gather(receiver, sender, stopper, return_exceptions=True)
+        if receiver in done and receiver.exception() is not None:
+            error = receiver.exception()
+            print(f"{ERROR_PREFIX}{error}", file=sys.stderr, flush=True)
+            return 1
+        return 0
+
+
+async def _receive(client: ChatClient, group: str, say: Callable[[str], None]) -> None:
+    async for note in client.notes(group):
+        say(format_note(note))
+
+
+async def _send(client: ChatClient, group: str, text: str, say: Callable[[str], None]) -> None:
+    try:
+        note = await client.send(group, text)
+    except ChatError as error:
+        say(f"* not sent: {error}")
+    else:
+        say(f"* sent #{note.seq}: {note.text}")
+
+
+async def _type_lines(client: ChatClient, options: ConsoleOptions, say: Callable[[str], None]) -> None:
+    """Sends each stdin line; at end of input keeps listening (detached processes have none)."""
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+
+    def read_stdin() -> None:
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(lines.put_nowait, line.rstrip("\n"))
+        loop.call_soon_threadsafe(lines.put_nowait, None)
+
+    # A daemon thread: a blocked read must not keep the process alive at exit.
+    threading.Thread(target=read_stdin, name="stdin", daemon=True).start()
+    while (line := await lines.get()) is not None:
+        if line.strip() == QUIT_COMMAND:
+            return
+        if line.strip():
+            await _send(client, options.group, line, say)
+    await asyncio.Event().wait()
+
+
+async def _type_interactively(
+    client: ChatClient, options: ConsoleOptions, say: Callable[[str], None]
+) -> None:
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.patch_stdout import patch_stdout
+
+    prompt: PromptSession[str] = PromptSession(f"{options.member}@{options.group}> ")
+    with patch_stdout(raw=True):
+        while True:
+            try:
+                line = await prompt.prompt_async()
+            except (EOFError, KeyboardInterrupt):
+                return
+            if line.strip() == QUIT_COMMAND:
+                return
+            if line.strip():
+                await _send(client, options.group, line, say)

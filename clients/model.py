@@ -1,0 +1,46 @@
+"""What the client library hands to applications."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+import grpc
+
+from chatroom.v1 import chat_pb2
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    group: str
+    seq: int
+    sender: str
+    text: str
+    sent_at: datetime
+    client_msg_id: str
+
+    @classmethod
+    def from_proto(cls, note: chat_pb2.Note) -> Note:
+        sent_at = datetime.fromtimestamp(note.sent_at.seconds + note.sent_at.nanos / 1e9, tz=UTC)
+        return cls(note.group, note.seq, note.sender, note.text, sent_at, note.client_msg_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionEvent:
+    """Reported to the application as a subscription connects or loses its server."""
+
+    kind: Literal["subscribed", "lost"]
+    server: str
+    group: str
+    detail: str = ""
+    retry_in_s: float = 0.0
+
+
+class ChatError(Exception):
+    """A call failed for good: bad token, not a member, invalid request."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+        self.details = details

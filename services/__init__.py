@@ -1,0 +1,1 @@
+"""The chatroom server: gRPC servicers, the delivery core and storage backends."""

@@ -1,0 +1,80 @@
+"""Where notes are fanned out: the sessions open on this server, by group and member.
+
+A committed note is offered to every session of its group straight from
+memory; each session decides for itself whether to send it (never to its own
+sender) or to read it back from storage later. The hub also ends sessions when
+their access goes away: removal, deletion, a replaced token, shutdown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from services.core.errors import ChatroomError
+from services.core.model import Note
+from services.core.session import MemberCursor, Session
+
+
+class Hub:
+    def __init__(self) -> None:
+        self._groups: dict[str, dict[str, MemberCursor]] = {}
+
+    def cursor(self, group: str, member: str) -> MemberCursor:
+        """The member's shared cursor; kept while any of its sessions is attached."""
+        members = self._groups.setdefault(group, {})
+        cursor = members.get(member)
+        if cursor is None:
+            cursor = members[member] = MemberCursor(group, member)
+        return cursor
+
+    def attach(self, session: Session) -> None:
+        session.cursor.sessions.add(session)
+
+    def detach(self, session: Session) -> None:
+        cursor = session.cursor
+        cursor.sessions.discard(session)
+        if cursor.sessions:
+            return
+        members = self._groups.get(cursor.group)
+        if members is not None and members.get(cursor.member) is cursor:
+            del members[cursor.member]
+            if not members:
+                del self._groups[cursor.group]
+
+    def publish(self, notes: Iterable[Note]) -> None:
+        for note in notes:
+            for cursor in self._groups.get(note.group, {}).values():
+                for session in cursor.sessions:
+                    session.push(note)
+
+    def online_sessions(self, group: str) -> dict[str, int]:
+        return {
+            member: len(cursor.sessions)
+            for member, cursor in self._groups.get(group, {}).items()
+            if cursor.sessions
+        }
+
+    def end_group(self, group: str, reason: ChatroomError) -> None:
+        for session in self._sessions(group=group):
+            session.end(reason)
+
+    def end_member(self, group: str, member: str, reason: ChatroomError) -> None:
+        for session in self._sessions(group=group, member=member):
+            session.end(reason)
+
+    def end_other_tokens(self, member: str, token_hash: bytes, reason: ChatroomError) -> None:
+        """Ends the member's sessions opened with any token but this one."""
+        for session in self._sessions(member=member):
+            if session.token_hash != token_hash:
+                session.end(reason)
+
+    def end_all(self, reason: ChatroomError) -> None:
+        for session in self._sessions():
+            session.end(reason)
+
+    def _sessions(self, group: str | None = None, member: str | None = None) -> Iterator[Session]:
+        groups = self._groups if group is None else {group: self._groups.get(group, {})}
+        for members in list(groups.values()):
+            for cursor in list(members.values()):
+                if member is None or cursor.member == member:
+                    yield from list(cursor.sessions)

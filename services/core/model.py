@@ -1,0 +1,73 @@
+"""Plain values the core and the stores exchange."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+
+def now_us() -> int:
+    """Wall-clock time in microseconds since the epoch, as stored."""
+    return time.time_ns() // 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    group: str
+    seq: int
+    sender: str
+    text: str
+    sent_at_us: int
+    client_msg_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewNote:
+    """A note before storage has given it a seq."""
+
+    group: str
+    sender: str
+    text: str
+    sent_at_us: int
+    client_msg_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    group: str
+    members: tuple[str, ...]
+    head_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    group: str
+    member: str
+    last_acked_seq: int
+    head_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberDelivery:
+    member: str
+    last_acked_seq: int
+    unread_count: int
+    online_sessions: int
+    last_seen_us: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    group: str
+    head_seq: int
+    members: tuple[MemberDelivery, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CursorUpdate:
+    """Coalesced activity of one member in one group, written in one go."""
+
+    group: str
+    member: str
+    last_acked_seq: int
+    last_seen_us: int

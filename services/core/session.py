@@ -1,0 +1,154 @@
+"""One subscriber stream: what it has been sent, what it may be sent next.
+
+A session first catches up from storage, then serves live notes from a bounded
+in-memory queue that the fan-out fills. The queue is only a shortcut: the
+session tracks the highest seq it has passed (`sent_seq`) and the highest it
+knows to exist (`head_seq`), and whenever the queue does not continue exactly
+at sent_seq + 1 (it overflowed, or notes committed while the session opened)
+it reads the missing range from storage. So a slow reader costs a bounded
+amount of memory and never misses a note.
+
+Flow control: a session never runs more than `max_unacked` seqs ahead of its
+member's cursor, which any of the member's sessions may move by acking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from services.core.acks import AckCoalescer
+from services.core.errors import ChatroomError
+from services.core.model import Note
+from services.storage.base import Store
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    max_unacked: int
+    queue_limit: int
+    max_batch_notes: int
+
+
+@dataclass(eq=False, slots=True)
+class MemberCursor:
+    """A member's cursor in one group, shared by its sessions on this server."""
+
+    group: str
+    member: str
+    acked_seq: int = 0
+    sessions: set[Session] = field(default_factory=set)
+
+
+class Session:
+    def __init__(
+        self,
+        cursor: MemberCursor,
+        token_hash: bytes,
+        store: Store,
+        acks: AckCoalescer,
+        limits: SessionLimits,
+    ) -> None:
+        self.cursor = cursor
+        self.token_hash = token_hash
+        self._store = store
+        self._acks = acks
+        self._limits = limits
+        self._queue: deque[Note] = deque()
+        self._wake = asyncio.Event()
+        self._ended: ChatroomError | None = None
+        self.sent_seq = 0
+        self.head_seq = 0
+
+    @property
+    def group(self) -> str:
+        return self.cursor.group
+
+    @property
+    def member(self) -> str:
+        return self.cursor.member
+
+    def start(self, acked_seq: int, head_seq: int) -> None:
+        """Begins after the member's cursor; called once membership is confirmed."""
+        self.cursor.acked_seq = max(self.cursor.acked_seq, acked_seq)
+        self.sent_seq = self.cursor.acked_seq
+        self.head_seq = max(self.head_seq, head_seq)
+        self._wake.set()
+
+    def push(self, note: Note) -> None:
+        """Offers a just-committed note; dropped (and later read from storage) when full."""
+        if note.seq > self.head_seq:
+            self.head_seq = note.seq
+        if len(self._queue) < self._limits.queue_limit:
+            self._queue.append(note)
+        self._wake.set()
+
+    def end(self, reason: ChatroomError) -> None:
+        if self._ended is None:
+            self._ended = reason
+            self._wake.set()
+
+    def ack(self, seq: int) -> None:
+        """A cumulative ack, clamped to what this session was sent."""
+        seq = min(seq, self.sent_seq)
+        if seq <= self.cursor.acked_seq:
+            return
+        self.cursor.acked_seq = seq
+        self._acks.record(self.group, self.member, seq)
+        for session in self.cursor.sessions:
+            session._wake.set()
+
+    async def batches(self) -> AsyncIterator[list[Note]]:
+        """Yields notes for this member in seq order until the session is ended."""
+        while True:
+            self._wake.clear()
+            if self._ended is not None:
+                raise self._ended
+            before = self.sent_seq
+            batch = self._take_queued()
+            if batch is None:
+                batch = await self._read_stored()
+            if batch:
+                yield batch
+            elif self.sent_seq == before:
+                await self._wake.wait()
+
+    @property
+    def _window_end(self) -> int:
+        return self.cursor.acked_seq + self._limits.max_unacked
+
+    def _take_queued(self) -> list[Note] | None:
+        """Notes that continue sent_seq from memory, or None if storage must fill a gap."""
+        queue = self._queue
+        while queue and queue[0].seq <= self.sent_seq:
+            queue.popleft()
+        if not queue:
+            return None if self.head_seq > self.sent_seq else []
+        if queue[0].seq != self.sent_seq + 1:
+            return None
+        batch: list[Note] = []
+        window_end = self._window_end
+        while (
+            queue
+            and queue[0].seq == self.sent_seq + 1
+            and self.sent_seq < window_end
+            and len(batch) < self._limits.max_batch_notes
+        ):
+            note = queue.popleft()
+            self.sent_seq = note.seq
+            if note.sender != self.member:
+                batch.append(note)
+        return batch
+
+    async def _read_stored(self) -> list[Note]:
+        until = min(self.head_seq, self._window_end)
+        if until <= self.sent_seq:
+            return []
+        notes = await self._store.read_notes(self.group, self.sent_seq, until, self._limits.max_batch_notes)
+        if notes and notes[0].seq == self.sent_seq + 1:
+            self.sent_seq = notes[-1].seq
+        else:
+            notes = []
+        return [note for note in notes if note.sender != self.member]

@@ -1,0 +1,1 @@
+"""Numbered schema deltas per engine (see storage/migrations.py)."""

@@ -1,0 +1,61 @@
+"""Conversions between the core's values and chatroom.v1 messages."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from chatroom.v1 import admin_pb2, chat_pb2
+from services.core.chatroom import Credential
+from services.core.model import Delivery, GroupInfo, Note
+
+
+def timestamp(us: int) -> Timestamp:
+    seconds, micros = divmod(us, 1_000_000)
+    return Timestamp(seconds=seconds, nanos=micros * 1000)
+
+
+def note(value: Note) -> chat_pb2.Note:
+    return chat_pb2.Note(
+        group=value.group,
+        seq=value.seq,
+        sender=value.sender,
+        text=value.text,
+        sent_at=timestamp(value.sent_at_us),
+        client_msg_id=value.client_msg_id,
+    )
+
+
+def group(value: GroupInfo) -> admin_pb2.Group:
+    return admin_pb2.Group(group=value.group, members=value.members, head_seq=value.head_seq)
+
+
+def credentials(values: tuple[Credential, ...]) -> list[admin_pb2.MemberCredential]:
+    return [admin_pb2.MemberCredential(member=c.member, token=c.token) for c in values]
+
+
+def delivery(value: Delivery) -> admin_pb2.ListUnreadResponse:
+    return admin_pb2.ListUnreadResponse(
+        group=value.group,
+        head_seq=value.head_seq,
+        members=[
+            admin_pb2.MemberDelivery(
+                member=m.member,
+                last_acked_seq=m.last_acked_seq,
+                unread_count=m.unread_count,
+                online_sessions=m.online_sessions,
+                last_seen=None if m.last_seen_us is None else timestamp(m.last_seen_us),
+            )
+            for m in value.members
+        ],
+    )
+
+
+def bearer_token(context: grpc.aio.ServicerContext) -> str | None:
+    """The token of an `authorization: Bearer <token>` header, if there is one."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
