@@ -64,6 +64,14 @@ def start(
     max_text_bytes: Annotated[
         int, typer.Option(envvar="CHATROOM_MAX_TEXT_BYTES", min=1, help="Longest note text in bytes.")
     ] = DEFAULTS.max_text_bytes,
+    ack_flush_interval: Annotated[
+        float,
+        typer.Option(
+            envvar="CHATROOM_ACK_FLUSH_INTERVAL",
+            min=0.001,
+            help="Seconds an ack may wait before it is written.",
+        ),
+    ] = DEFAULTS.ack_flush_interval_s,
     shutdown_grace: Annotated[
         float,
         typer.Option(envvar="CHATROOM_SHUTDOWN_GRACE", min=0, help="Seconds unary calls get on shutdown."),
@@ -86,6 +94,7 @@ def start(
         f"--db={db or default_db(home)}",
         f"--max-unacked={max_unacked}",
         f"--max-text-bytes={max_text_bytes}",
+        f"--ack-flush-interval={ack_flush_interval}",
         f"--shutdown-grace={shutdown_grace}",
         f"--log-format={log_format}",
     ]
@@ -98,7 +107,9 @@ def start(
         admin_token=os.environ.get("CHATROOM_ADMIN_TOKEN") or ensure_admin_token(home),
         listen=listen,
         shutdown_grace_s=shutdown_grace,
-        chatroom=ChatroomSettings(max_text_bytes=max_text_bytes, max_unacked=max_unacked),
+        chatroom=ChatroomSettings(
+            max_text_bytes=max_text_bytes, max_unacked=max_unacked, ack_flush_interval_s=ack_flush_interval
+        ),
     )
     _run_foreground(config, log_format)
 

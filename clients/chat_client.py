@@ -12,6 +12,7 @@ twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
@@ -126,6 +127,7 @@ class ChatClient:
     async def _subscribe_once(self, group: str, delays: BackoffDelays) -> AsyncIterator[Note]:
         """One stream, until it ends; failures surface as AioRpcError."""
         call = self._stub().ChatStream(metadata=self._metadata)
+        acked = 0
         try:
             await call.write(chat_pb2.ChatStreamRequest(subscribe=chat_pb2.Subscribe(group=group)))
             headers = await call.initial_metadata()
@@ -134,7 +136,6 @@ class ChatClient:
                 return
             delays.reset()
             self._report(ConnectionEvent("subscribed", self.server, group))
-            acked = 0
             while True:
                 response = await call.read()  # raises when the stream fails
                 if response is grpc.aio.EOF:
@@ -144,12 +145,19 @@ class ChatClient:
                         yield Note.from_proto(proto)
                         # Resumed: the consumer has seen the note.
                         self._handed[group] = proto.seq
-                handed = self._handed.get(group, 0)
-                if handed > acked:
-                    await call.write(chat_pb2.ChatStreamRequest(ack=chat_pb2.Ack(seq=handed)))
-                    acked = handed
+                acked = await self._ack(call, group, acked)
         finally:
+            if not call.done():
+                # The consumer may stop in the middle of a batch: ack what it saw.
+                with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
+                    await self._ack(call, group, acked)
             call.cancel()
+
+    async def _ack(self, call: grpc.aio.StreamStreamCall, group: str, acked: int) -> int:
+        handed = self._handed.get(group, 0)
+        if handed > acked:
+            await call.write(chat_pb2.ChatStreamRequest(ack=chat_pb2.Ack(seq=handed)))
+        return max(handed, acked)
 
     def _report(self, event: ConnectionEvent) -> None:
         if self._on_event is not None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Generator, Sequence
 from typing import Any, TypeVar
 
 from clients.chat_client import ChatClient
@@ -41,7 +41,7 @@ class SyncChatClient:
     def send(self, group: str, text: str, *, client_msg_id: str | None = None) -> Note:
         return self._run(self._client.send(group, text, client_msg_id=client_msg_id))
 
-    def listen_messages(self, group: str) -> Iterator[Note]:
+    def listen_messages(self, group: str) -> Generator[Note, None, None]:
         """Blocks for each next note; a note is acknowledged when the loop asks for the next."""
         notes = self._client.notes(group)
         try:

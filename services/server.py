@@ -21,6 +21,7 @@ from services.admin_servicer import AdminServicer
 from services.chat_servicer import ChatServicer
 from services.config import ServerConfig
 from services.core.chatroom import Chatroom
+from services.health import DrainingHealthServicer
 from services.storage import open_store
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ async def _serve(chatroom: Chatroom, config: ServerConfig, on_ready: Callable[[s
     server = grpc.aio.server(options=SERVER_OPTIONS)
     chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(chatroom), server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(chatroom), server)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = DrainingHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
