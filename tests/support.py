@@ -253,18 +253,20 @@ def storage_rows(server: ServerProcess) -> dict[str, list[tuple[object, ...]]]:
     """Every stored row (except last-seen times, which move on their own), by table."""
     import sqlite3
 
+    from tests.databases import postgres_rows
+
     columns = {
         "members": "name, token_hash",
         "groups": "name, head_seq, deleted",
         "memberships": "group_name, member, last_acked_seq",
         "notes": "group_name, seq, sender, text, client_msg_id",
     }
+    queries = {table: f"SELECT {cols} FROM {table} ORDER BY 1, 2" for table, cols in columns.items()}
+    if server.db.startswith("postgresql://"):
+        return postgres_rows(server.db, queries)
     connection = sqlite3.connect(f"file:{server.db}?mode=ro", uri=True)
     try:
-        return {
-            table: connection.execute(f"SELECT {cols} FROM {table} ORDER BY 1, 2").fetchall()
-            for table, cols in columns.items()
-        }
+        return {table: connection.execute(query).fetchall() for table, query in queries.items()}
     finally:
         connection.close()
 

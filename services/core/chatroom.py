@@ -33,6 +33,7 @@ from services.core.errors import (
 from services.core.fanout import Hub
 from services.core.model import Delivery, GroupInfo, NewNote, Note, now_us
 from services.core.note_writer import NoteWriter
+from services.core.replication import Follower
 from services.core.session import Session, SessionLimits
 from services.storage.base import Appended, GroupChange, Store
 
@@ -84,11 +85,17 @@ class Chatroom:
         self._hub = Hub()
         self._acks = AckCoalescer(store, settings.ack_flush_interval_s)
         self._writer = NoteWriter(store, self._hub.publish)
+        replication = store.replication
+        self._follower = (
+            None if replication is None else Follower(store, replication, self._hub, self._token_replaced)
+        )
 
     async def start(self) -> None:
         await self.store.open()
         self._acks.start()
         self._writer.start()
+        if self._follower is not None:
+            self._follower.start()
 
     def end_sessions(self) -> None:
         """Ends every open stream so that clients reconnect elsewhere."""
@@ -96,6 +103,8 @@ class Chatroom:
 
     async def close(self) -> None:
         self.end_sessions()
+        if self._follower is not None:
+            await self._follower.close()
         await self._writer.close()
         await self._acks.close()
         await self.store.close()
@@ -154,6 +163,7 @@ class Chatroom:
             raise NotAMember(group)
         acked = max(membership.last_acked_seq, self._acks.pending_cursor(group, caller.member))
         session.start(acked, membership.head_seq)
+        self._hub.seen_head(group, membership.head_seq)
         self._acks.record(group, caller.member)
         return session
 
@@ -204,7 +214,10 @@ class Chatroom:
         group = names.check_name("group", group)
         await self._acks.flush()
         delivery = await self.store.delivery(group)
-        online = self._hub.online_sessions(group)
+        if self._follower is None:
+            online = self._hub.online_sessions(group)
+        else:
+            online = await self._follower.online_sessions(group)
         members = tuple(replace(m, online_sessions=online.get(m.member, 0)) for m in delivery.members)
         return replace(delivery, members=members)
 
@@ -213,9 +226,19 @@ class Chatroom:
         token = tokens.new_member_token(member)
         token_hash = tokens.hash_token(token)
         await self.store.set_token(member, token_hash)
+        self._use_token(member, token_hash)
+        return Credential(member, token)
+
+    async def _token_replaced(self, member: str) -> None:
+        """Another replica issued a new token for this member."""
+        self._token_hashes.pop(member, None)
+        token_hash = await self.store.token_hash(member)
+        if token_hash is not None:
+            self._use_token(member, token_hash)
+
+    def _use_token(self, member: str, token_hash: bytes) -> None:
         self._token_hashes[member] = token_hash
         self._hub.end_other_tokens(member, token_hash, NotAuthenticated("your token was replaced"))
-        return Credential(member, token)
 
     @staticmethod
     def _with_credentials(change: GroupChange, issued: dict[str, str]) -> GroupResult:

@@ -18,6 +18,8 @@ from services.core.session import MemberCursor, Session
 class Hub:
     def __init__(self) -> None:
         self._groups: dict[str, dict[str, MemberCursor]] = {}
+        self._heads: dict[str, int] = {}
+        """The highest seq published here, for groups with sessions."""
 
     def cursor(self, group: str, member: str) -> MemberCursor:
         """The member's shared cursor; kept while any of its sessions is attached."""
@@ -40,12 +42,37 @@ class Hub:
             del members[cursor.member]
             if not members:
                 del self._groups[cursor.group]
+                self._heads.pop(cursor.group, None)
 
     def publish(self, notes: Iterable[Note]) -> None:
         for note in notes:
-            for cursor in self._groups.get(note.group, {}).values():
+            members = self._groups.get(note.group)
+            if members is None:
+                continue
+            for cursor in members.values():
                 for session in cursor.sessions:
                     session.push(note)
+            if note.seq > self._heads.get(note.group, 0):
+                self._heads[note.group] = note.seq
+
+    def seen_head(self, group: str, head_seq: int) -> None:
+        """Where publishing starts for a group that had no sessions here until now."""
+        if group in self._groups:
+            self._heads.setdefault(group, head_seq)
+
+    def published_head(self, group: str) -> int | None:
+        return self._heads.get(group)
+
+    def groups(self) -> list[str]:
+        return list(self._groups)
+
+    def session_counts(self) -> dict[tuple[str, str], int]:
+        return {
+            (group, member): len(cursor.sessions)
+            for group, members in self._groups.items()
+            for member, cursor in members.items()
+            if cursor.sessions
+        }
 
     def online_sessions(self, group: str) -> dict[str, int]:
         return {

@@ -8,7 +8,7 @@ when the database itself fails; nothing is half-written in either case.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -36,6 +36,10 @@ class GroupChange:
 
 
 class Store(Protocol):
+    @property
+    def replication(self) -> Replication | None:
+        """Set when other replicas share the database."""
+
     async def open(self) -> None:
         """Connects and brings the schema to the current version."""
 
@@ -76,3 +80,56 @@ class Store(Protocol):
 
     async def delivery(self, group: str) -> Delivery:
         """Cursors and unread counts; online_sessions is left at 0 for the core."""
+
+
+# -- several replicas on one database ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NotesCommitted:
+    """Another replica committed notes in a group, up to head_seq."""
+
+    group: str
+    head_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class TokenReplaced:
+    member: str
+
+
+@dataclass(frozen=True, slots=True)
+class MembersRemoved:
+    group: str
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDeleted:
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """Events may have been missed (the listening connection dropped): catch up."""
+
+
+StoreEvent = NotesCommitted | TokenReplaced | MembersRemoved | GroupDeleted | Resync
+
+
+class Replication(Protocol):
+    """What a store shared by several server replicas adds: hearing of the
+    others' changes, and counting sessions across all of them."""
+
+    replica_id: str
+
+    async def listen(self, handler: Callable[[StoreEvent], None]) -> None:
+        """Delivers other replicas' events to handler until closed; owns its reconnects."""
+
+    async def group_heads(self, groups: Sequence[str]) -> dict[str, int]: ...
+
+    async def report_presence(self, sessions: Mapping[tuple[str, str], int]) -> None:
+        """This replica's open sessions by (group, member); doubles as its heartbeat."""
+
+    async def online_sessions(self, group: str) -> dict[str, int]:
+        """Sessions per member on the other live replicas."""

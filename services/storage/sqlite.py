@@ -28,7 +28,7 @@ from services.core.model import (
     Note,
     now_us,
 )
-from services.storage.base import Appended, AppendResult, GroupChange, Rejected
+from services.storage.base import Appended, AppendResult, GroupChange, Rejected, Replication
 from services.storage.migrations import migrations
 
 T = TypeVar("T")
@@ -40,6 +40,7 @@ READER_THREADS = 2
 class SqliteStore:
     def __init__(self, path: Path, *, synchronous: Synchronous = "FULL") -> None:
         self.path = path
+        self.replication: Replication | None = None  # one process owns the file
         self._synchronous = synchronous
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
