@@ -64,6 +64,10 @@ def start(
     max_text_bytes: Annotated[
         int, typer.Option(envvar="CHATROOM_MAX_TEXT_BYTES", min=1, help="Longest note text in bytes.")
     ] = DEFAULTS.max_text_bytes,
+    metrics_listen: Annotated[
+        str,
+        typer.Option(envvar="CHATROOM_METRICS_LISTEN", help="host:port for Prometheus /metrics; empty: off."),
+    ] = "",
     ack_flush_interval: Annotated[
         float,
         typer.Option(
@@ -91,6 +95,7 @@ def start(
     home.mkdir(parents=True, exist_ok=True)
     options = [
         f"--listen={listen}",
+        f"--metrics-listen={metrics_listen}",
         f"--db={db or default_db(home)}",
         f"--max-unacked={max_unacked}",
         f"--max-text-bytes={max_text_bytes}",
@@ -106,6 +111,7 @@ def start(
         db=db or default_db(home),
         admin_token=os.environ.get("CHATROOM_ADMIN_TOKEN") or ensure_admin_token(home),
         listen=listen,
+        metrics_listen=metrics_listen,
         shutdown_grace_s=shutdown_grace,
         chatroom=ChatroomSettings(
             max_text_bytes=max_text_bytes, max_unacked=max_unacked, ack_flush_interval_s=ack_flush_interval

@@ -12,6 +12,7 @@ from services import wire
 from services.core.chatroom import Caller, Chatroom
 from services.core.errors import ChatroomError, InvalidRequest
 from services.core.session import Session
+from services.metrics import ACKS, DELIVERIES, SESSIONS
 from services.status import abort, maps_errors
 
 SUBSCRIBED_HEADER = "chatroom-subscribed"
@@ -41,13 +42,16 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):  # type: ignore[misc]
         except ChatroomError as error:
             await abort(context, error)
         acks = asyncio.create_task(_read_acks(request_iterator, session), name="read-acks")
+        SESSIONS.inc()
         try:
             await context.send_initial_metadata(((SUBSCRIBED_HEADER, session.group),))
             async for batch in session.batches():
                 yield chat_pb2.ChatStreamResponse(notes=[wire.note(note) for note in batch])
+                DELIVERIES.inc(len(batch))
         except ChatroomError as error:
             await abort(context, error)
         finally:
+            SESSIONS.dec()
             acks.cancel()
             await asyncio.gather(acks, return_exceptions=True)
             self._chatroom.close_session(session)
@@ -66,4 +70,5 @@ async def _read_acks(requests: AsyncIterator[chat_pb2.ChatStreamRequest], sessio
         if request.WhichOneof("kind") != "ack":
             session.end(InvalidRequest("only acks may follow the subscribe on a ChatStream"))
             return
+        ACKS.inc()
         session.ack(request.ack.seq)

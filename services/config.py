@@ -17,6 +17,8 @@ class ServerConfig:
     admin_token: str
     listen: str = DEFAULT_LISTEN
     """host:port to bind; port 0 picks a free one."""
+    metrics_listen: str = ""
+    """host:port of the Prometheus endpoint; empty: no metrics endpoint."""
     shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
     """How long in-flight unary calls may finish after SIGTERM."""
     chatroom: ChatroomSettings = field(default_factory=ChatroomSettings)

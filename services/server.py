@@ -11,6 +11,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -22,6 +23,7 @@ from services.chat_servicer import ChatServicer
 from services.config import ServerConfig
 from services.core.chatroom import Chatroom
 from services.health import DrainingHealthServicer
+from services.metrics import MetricsInterceptor, sample_unread_forever, serve_metrics
 from services.storage import open_store
 
 log = logging.getLogger(__name__)
@@ -45,14 +47,27 @@ async def serve(config: ServerConfig, on_ready: Callable[[str], None] | None = N
     """Runs until SIGTERM or SIGINT; on_ready gets the bound address."""
     chatroom = Chatroom(open_store(config.db), config.admin_token, config.chatroom)
     await chatroom.start()
-    try:
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(chatroom.close)
+        if config.metrics_listen:
+            try:
+                stop_metrics = serve_metrics(config.metrics_listen)
+            except OSError as error:
+                raise BindError(f"cannot serve metrics on {config.metrics_listen}: {error}") from None
+            stack.push_async_callback(asyncio.to_thread, stop_metrics)
+            sampler = asyncio.create_task(sample_unread_forever(chatroom.store), name="unread-sampler")
+            stack.push_async_callback(_cancel, sampler)
         await _serve(chatroom, config, on_ready)
-    finally:
-        await chatroom.close()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def _serve(chatroom: Chatroom, config: ServerConfig, on_ready: Callable[[str], None] | None) -> None:
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    interceptors = [MetricsInterceptor()] if config.metrics_listen else []
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
     chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(chatroom), server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(chatroom), server)
     health_servicer = DrainingHealthServicer()
@@ -69,7 +84,7 @@ async def _serve(chatroom: Chatroom, config: ServerConfig, on_ready: Callable[[s
         on_ready(address)
 
     await _wait_for_signal()
-    log.info("shutting down: draining for up to %.0f s", config.shutdown_grace_s)
+    log.info("shutting down: draining unary calls for up to %.0f s", config.shutdown_grace_s)
     await health_servicer.enter_graceful_shutdown()
     chatroom.end_sessions()
     await server.stop(config.shutdown_grace_s)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 from services.core.errors import Unavailable
 from services.core.model import NewNote, Note
+from services.metrics import NOTES_SENT
 from services.storage.base import Appended, AppendResult, Store
 
 log = logging.getLogger(__name__)
@@ -66,9 +67,9 @@ class NoteWriter:
                 log.exception("storing %d notes failed", len(batch))
             _fail(batch, error)
             return
-        self._on_commit(
-            [result.note for result in results if isinstance(result, Appended) and result.created]
-        )
+        created = [result.note for result in results if isinstance(result, Appended) and result.created]
+        NOTES_SENT.inc(len(created))
+        self._on_commit(created)
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)

@@ -81,6 +81,9 @@ class Store(Protocol):
     async def delivery(self, group: str) -> Delivery:
         """Cursors and unread counts; online_sessions is left at 0 for the core."""
 
+    async def unread_totals(self, limit: int) -> dict[str, int]:
+        """Unread notes summed over members, for the `limit` groups with the most."""
+
 
 # -- several replicas on one database ---------------------------------------------
 

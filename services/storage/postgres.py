@@ -35,6 +35,7 @@ from services.core.model import (
     Note,
     now_us,
 )
+from services.metrics import STORAGE_ERRORS
 from services.storage.base import (
     Appended,
     AppendResult,
@@ -104,6 +105,7 @@ class PostgresStore:
         except ChatroomError:
             raise
         except _CONNECTION_ERRORS as error:
+            STORAGE_ERRORS.inc()
             raise Unavailable(f"storage failed: {error}; nothing was written, retry") from error
 
     # -- members and groups -------------------------------------------------
@@ -152,6 +154,9 @@ class PostgresStore:
 
     async def delivery(self, group: str) -> Delivery:
         return await self._transaction(_delivery_txn, group)
+
+    async def unread_totals(self, limit: int) -> dict[str, int]:
+        return await self._transaction(_unread_totals_txn, limit)
 
     # -- replication ----------------------------------------------------------
 
@@ -438,6 +443,16 @@ async def _delivery_txn(db: Connection, group: str) -> Delivery:
         for r in rows
     )
     return Delivery(group, head_seq, members)
+
+
+async def _unread_totals_txn(db: Connection, limit: int) -> dict[str, int]:
+    rows = await db.fetch(
+        "SELECT m.group_name, sum((SELECT count(*) FROM notes n WHERE n.group_name = m.group_name"
+        "  AND n.seq > m.last_acked_seq AND n.sender <> m.member)) AS unread"
+        " FROM memberships m GROUP BY m.group_name ORDER BY unread DESC LIMIT $1",
+        limit,
+    )
+    return {row["group_name"]: int(row["unread"]) for row in rows}
 
 
 async def _group_heads_txn(db: Connection, groups: list[str]) -> dict[str, int]:

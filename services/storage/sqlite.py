@@ -28,6 +28,7 @@ from services.core.model import (
     Note,
     now_us,
 )
+from services.metrics import STORAGE_ERRORS
 from services.storage.base import Appended, AppendResult, GroupChange, Rejected, Replication
 from services.storage.migrations import migrations
 
@@ -87,6 +88,7 @@ class SqliteStore:
             return result
         except sqlite3.Error as error:
             self._rollback(connection)
+            STORAGE_ERRORS.inc()
             raise Unavailable(f"storage failed: {error}; nothing was written, retry") from error
         except BaseException:
             self._rollback(connection)
@@ -168,6 +170,9 @@ class SqliteStore:
 
     async def delivery(self, group: str) -> Delivery:
         return await self._read(_delivery_txn, group)
+
+    async def unread_totals(self, limit: int) -> dict[str, int]:
+        return await self._read(_unread_totals_txn, limit)
 
 
 def _token_hash_txn(db: sqlite3.Connection, member: str) -> bytes | None:
@@ -357,3 +362,13 @@ def _delivery_txn(db: sqlite3.Connection, group: str) -> Delivery:
         MemberDelivery(member, acked, unread, 0, last_seen) for member, acked, last_seen, unread in rows
     )
     return Delivery(group, head_seq, members)
+
+
+def _unread_totals_txn(db: sqlite3.Connection, limit: int) -> dict[str, int]:
+    rows = db.execute(
+        "SELECT m.group_name, sum((SELECT count(*) FROM notes n WHERE n.group_name = m.group_name"
+        "  AND n.seq > m.last_acked_seq AND n.sender != m.member)) AS unread"
+        " FROM memberships m GROUP BY m.group_name ORDER BY unread DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return {group: int(unread) for group, unread in rows}

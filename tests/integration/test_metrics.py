@@ -1,0 +1,71 @@
+"""/metrics after a scenario: every counter moved by exactly what happened."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support import TIMEOUT_S, ServerProcess, Stream, send, wait_until
+
+
+@pytest.fixture
+def metered(tmp_path: Path) -> Iterator[tuple[ServerProcess, str]]:
+    server = ServerProcess(tmp_path, extra_args=["--metrics-listen=127.0.0.1:0"]).start()
+    assert server.watched is not None
+    url = server.watched.wait_for(r"metrics on (http://\S+)")[1]
+    yield server, url
+    server.stop()
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_counters_count_exactly_what_happened(metered: tuple[ServerProcess, str]) -> None:
+    server, url = metered
+    with server.channel() as channel:
+        tokens = server.admin(channel).create_group("team", ["alice", "bob", "chad"])
+        bob = Stream(channel, tokens["bob"], "team").subscribed()
+        chad = Stream(channel, tokens["chad"], "team").subscribed()
+        for text in ("one", "two"):
+            send(channel, tokens["alice"], "team", text)
+            for reader in (bob, chad):
+                (note,) = reader.notes(1)
+                reader.ack(note.seq)
+        send(channel, tokens["alice"], "team", "one", client_msg_id="x")
+        send(channel, tokens["alice"], "team", "one again", client_msg_id="x")  # a retry: not a new note
+        for reader in (bob, chad):
+            reader.ack(reader.notes(1)[0].seq)
+        with pytest.raises(grpc.RpcError):
+            send(channel, tokens["alice"], "team", "")
+        admin = server.admin(channel)
+        wait_until(
+            lambda: all(admin.unread("team")[m].last_acked_seq == 3 for m in ("bob", "chad")),
+            what="the last acks to be read",
+        )
+        metrics = scrape(url)
+        bob.close()
+        chad.close()
+
+    def value(name: str, **labels: str) -> float:
+        return metrics.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    send_method = "/chatroom.v1.ChatService/SendNote"
+    assert value("chatroom_notes_sent_total") == 3
+    assert value("chatroom_deliveries_total") == 6
+    assert value("chatroom_acks_total") == 6
+    assert value("chatroom_sessions") == 2
+    assert value("chatroom_storage_errors_total") == 0
+    assert value("chatroom_rpc_duration_seconds_count", method=send_method, code="OK") == 4
+    assert value("chatroom_rpc_duration_seconds_count", method=send_method, code="INVALID_ARGUMENT") == 1
