@@ -91,8 +91,12 @@ class ConsoleProcess:
         assert self._process.stdin is not None
         self._process.stdin.write(text + "\n")
         self._process.stdin.flush()
-        sent = self.wait_for(lambda line: line.startswith("* sent #") and line.endswith(f": {text}"))
-        return None if sent is None else int(sent.split("#")[1].split(":")[0])
+        outcome = self.wait_for(
+            lambda line: line.startswith(("* sent #", "* not sent")) and line.endswith(f": {text}")
+        )
+        if outcome is None or not outcome.startswith("* sent #"):
+            return None
+        return int(outcome.split("#")[1].split(":")[0])
 
     def exit_code(self, timeout_s: float = WAIT_S) -> int | None:
         try:
@@ -137,14 +141,19 @@ class Demo:
         )
         return console
 
-    def say(self, member: str, text: str) -> None:
+    def say(self, member: str, text: str) -> bool:
         seq = self.consoles[member].type(text)
-        out.print(f"  [cyan]{member}[/] sends #{seq}: {text}")
+        out.print(
+            f"  [cyan]{member}[/] sends #{seq}: {text}"
+            if seq
+            else f"  [cyan]{member}[/] fails to send: {text}"
+        )
         self.expect(f"{member}'s note is stored", seq is not None)
+        return seq is not None
 
-    def check_received(self, sender: str, text: str, *receivers: str) -> None:
+    def check_received(self, sender: str, text: str, *receivers: str, sent: bool = True) -> None:
         for receiver in receivers:
-            got = self.consoles[receiver].received(sender, text)
+            got = sent and self.consoles[receiver].received(sender, text)
             self.expect(f"{receiver} receives {sender}'s note", got)
 
     def check_not_echoed(self, member: str, text: str) -> None:
@@ -160,25 +169,25 @@ class Demo:
         )
         out.rule("Scenario 1: Bob and Chad come online after Alice has sent")
         self.online("alice")
-        self.say("alice", hello)
+        sent = self.say("alice", hello)
         out.print(f"  [dim]... {self.gap_s:g} s pass with Bob and Chad offline ...[/]")
         time.sleep(self.gap_s)
         self.online("bob")
         self.online("chad")
-        self.check_received("alice", hello, "bob", "chad")
+        self.check_received("alice", hello, "bob", "chad", sent=sent)
 
         out.rule("Scenario 2: everyone online, Bob sends")
-        self.say("bob", bob_note)
-        self.check_received("bob", bob_note, "alice", "chad")
+        sent = self.say("bob", bob_note)
+        self.check_received("bob", bob_note, "alice", "chad", sent=sent)
 
         out.rule("Scenario 3: Alice sends; Doug, not a member, connects")
-        self.say("alice", alice_note)
-        self.check_received("alice", alice_note, "bob", "chad")
+        sent = self.say("alice", alice_note)
+        self.check_received("alice", alice_note, "bob", "chad", sent=sent)
         self.doug_is_refused()
 
         out.rule("Nobody gets their own notes back")
-        self.say("chad", bye)
-        self.check_received("chad", bye, "alice", "bob")
+        sent = self.say("chad", bye)
+        self.check_received("chad", bye, "alice", "bob", sent=sent)
         # Notes arrive in seq order, so these would have come before Chad's.
         self.check_not_echoed("alice", hello)
         self.check_not_echoed("bob", bob_note)

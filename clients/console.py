@@ -9,6 +9,7 @@ Output lines::
 
     [team #3 12:00:01] bob: hello      a note received
     * sent #4: hi bob                  a note this member sent
+    * not sent (reason): hi bob        a note the server refused
     * subscribed to team on ...        connection events
 """
 
@@ -87,7 +88,7 @@ async def _send(client: ChatClient, group: str, text: str, say: Callable[[str], 
     try:
         note = await client.send(group, text)
     except ChatError as error:
-        say(f"* not sent: {error}")
+        say(f"* not sent ({error}): {text}")
     else:
         say(f"* sent #{note.seq}: {note.text}")
 

@@ -1,0 +1,219 @@
+"""chatctl as an operator uses it: processes it starts, finds, restarts and stops,
+and one clear line for every mistake."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from admin_cli.processes import is_alive, start_ticks
+from tests.e2e.conftest import Chatctl, Result
+from tests.support import TIMEOUT_S
+
+
+def wait_for(condition, what: str, timeout_s: float = TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_client_list_shows_a_killed_client_as_dead(team: Chatctl) -> None:
+    team.run("client start alice bob --group team --detach")
+    team.run('send --as alice --group team "hello bob"')
+    team.wait_for_note("bob", "alice", "hello bob")
+    listed = team.clients()
+    assert {name: entry["alive"] for name, entry in listed.items()} == {"alice": True, "bob": True}
+    assert listed["bob"]["last_note"].endswith("alice: hello bob")  # type: ignore[union-attr]
+    os.kill(int(listed["bob"]["pid"]), signal.SIGKILL)  # type: ignore[arg-type]
+    wait_for(lambda: team.clients()["bob"]["alive"] is False, "bob to be reported dead")
+    assert team.clients()["alice"]["alive"] is True
+    table = team.run("client list").stdout
+    assert any(
+        line.split()[:4] == ["bob", "team", str(listed["bob"]["pid"]), "dead"] for line in table.splitlines()
+    )
+
+
+def test_restart_on_failure_brings_a_client_back_and_it_gets_what_it_missed_once(team: Chatctl) -> None:
+    team.run("client start bob --group team --detach --restart on-failure")
+    team.run('send --as alice --group team "before the crash"')
+    team.wait_for_note("bob", "alice", "before the crash")
+    first_pid = int(team.clients()["bob"]["pid"])  # type: ignore[arg-type]
+    os.kill(first_pid, signal.SIGKILL)
+    team.run('send --as alice --group team "while bob was down"')
+    wait_for(
+        lambda: team.clients()["bob"]["pid"] != first_pid and team.clients()["bob"]["alive"], "a new bob"
+    )
+    team.wait_for_note("bob", "alice", "while bob was down")
+    assert team.notes("bob") == [(1, "alice", "before the crash"), (2, "alice", "while bob was down")]
+    assert team.clients()["bob"]["restarts"] == 1
+    team.run("client stop bob")
+    assert team.clients() == {}
+
+
+def test_stopping_leaves_no_process_behind(team: Chatctl) -> None:
+    team.run("client start alice bob chad --group team --detach --restart on-failure")
+    processes = [(int(e["pid"]), start_ticks(int(e["pid"]))) for e in team.clients().values()]  # type: ignore[arg-type]
+    server = team.run("server status --json").json()
+    assert isinstance(server, dict) and server["health"] == "SERVING"
+    processes.append((server["pid"], start_ticks(server["pid"])))
+    stopped = team.run("client stop --all").stdout
+    assert sorted(stopped.split()) == sorted(["alice:", "stopped", "bob:", "stopped", "chad:", "stopped"])
+    assert team.run("server stop").stdout.startswith("server stopped")
+    assert [pid for pid, ticks in processes if ticks is not None and is_alive(pid, ticks)] == []
+    assert team.run("server status", check=False).code == 3
+
+
+def test_server_status_reports_address_pid_storage_and_health(team: Chatctl) -> None:
+    status = team.run("server status --json").json()
+    assert isinstance(status, dict)
+    assert status["address"] == team.env["CHATROOM_SERVER"]
+    assert status["health"] == "SERVING"
+    assert status["storage"] == str(team.home / "chatroom.db")
+    assert status["uptime_s"] >= 0
+
+
+def test_groups_can_be_listed_changed_and_deleted(team: Chatctl) -> None:
+    assert team.run("group list --json").json() == [
+        {"group": "team", "members": ["alice", "bob", "chad"], "head_seq": 0}
+    ]
+    added = team.run("group add-members team --members doug --json").json()
+    assert added == {
+        "group": "team",
+        "members": ["alice", "bob", "chad", "doug"],
+        "head_seq": 0,
+        "tokens_saved": ["doug"],
+    }
+    assert (team.home / "tokens" / "doug.token").stat().st_mode & 0o777 == 0o600
+    team.run("group remove-members team -m doug")
+    assert team.run("group show team --json").json()["members"] == ["alice", "bob", "chad"]  # type: ignore[index]
+    team.run("group delete team --yes")
+    assert team.run("group list --json").json() == []
+
+
+def test_delivery_show_reports_each_members_cursor(team: Chatctl) -> None:
+    team.run("client start bob --group team --detach")
+    team.run('send --as alice --group team "one"')
+    team.wait_for_note("bob", "alice", "one")
+    wait_for(
+        lambda: (
+            {m["member"]: m["unread_count"] for m in team.run("delivery show team --json").json()["members"]}  # type: ignore[index]
+            == {"alice": 0, "bob": 0, "chad": 1}
+        ),
+        "bob's ack",
+    )
+    shown = team.run("delivery show team --json").json()
+    assert isinstance(shown, dict) and shown["head_seq"] == 1
+    bob = next(m for m in shown["members"] if m["member"] == "bob")
+    assert (bob["last_acked_seq"], bob["online_sessions"]) == (1, 1)
+    assert "team: head seq 1" in team.run("delivery show team").stdout
+
+
+def test_demo_passes_on_a_fresh_state_directory(chatctl: Chatctl) -> None:
+    result = chatctl.run("demo --gap 1", timeout_s=120)
+    assert result.stdout.rstrip().endswith("all 18 expectations met")
+
+
+def test_demo_fails_when_an_expectation_fails(chatctl: Chatctl) -> None:
+    # A real server that refuses notes longer than 10 bytes: Alice's greeting cannot be sent.
+    chatctl.start_server("--max-text-bytes 10")
+    result = chatctl.run(
+        f"demo --server {chatctl.env['CHATROOM_SERVER']} --gap 0", check=False, timeout_s=120
+    )
+    assert result.code == 1
+    assert "✗ alice's note is stored" in result.stdout
+    assert result.stderr.strip().splitlines()[-1].startswith("error: demo failed: alice's note is stored;")
+
+
+ERRORS = [
+    ("group create team --members x", "error: group 'team' already exists"),
+    ("group create Team --members x", "error: invalid group name 'Team': use 1-63 characters"),
+    ("group create ok --members 'Bad Name'", "error: invalid member name 'Bad Name'"),
+    ("group show nope", "error: group 'nope' does not exist"),
+    ("group add-members nope --members x", "error: group 'nope' does not exist"),
+    ("group remove-members nope --members x", "error: group 'nope' does not exist"),
+    ("group delete nope --yes", "error: group 'nope' does not exist"),
+    ("group delete team", "error: deleting 'team' removes all its notes: pass --yes to confirm"),
+    ("delivery show nope", "error: group 'nope' does not exist"),
+    ("token issue 'not valid'", "error: invalid member name 'not valid'"),
+    ("send --as zed --group team hi", "error: no token for 'zed' in "),
+    ("send --as alice --group team ''", "error: text is empty"),
+    ("send --as alice --group nope hi", "error: group 'nope' does not exist or you are not a member of it"),
+    (
+        "client start alice bob --group team",
+        "error: several clients run in the background only: add --detach",
+    ),
+    ("client start zed --group team --detach", "error: no token for 'zed' in "),
+    (
+        "client start alice --group nope --detach",
+        "error: alice: PERMISSION_DENIED: group 'nope' does not exist",
+    ),
+    ("client stop zed", "error: no client named 'zed'"),
+    ("client stop", "error: name the clients to stop, or pass --all"),
+    ("client logs zed", "error: no log for 'zed'"),
+    ("server start", "error: a server is already running from "),
+]
+
+
+@pytest.fixture(scope="module")
+def shared_team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chatctl]:
+    """One server with group team for the many error cases, none of which changes it."""
+    cli = Chatctl(tmp_path_factory.mktemp("errors") / "home")
+    cli.start_server()
+    cli.run("group create team --members alice,bob,chad")
+    yield cli
+    cli.run("client stop --all", check=False)
+    cli.run("server stop", check=False)
+
+
+def assert_one_line_error(result: Result, line: str) -> None:
+    assert result.code == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(line), result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("command", "line"), ERRORS, ids=[command for command, _ in ERRORS])
+def test_every_mistake_is_one_line_and_a_non_zero_exit(shared_team: Chatctl, command: str, line: str) -> None:
+    assert_one_line_error(shared_team.run(command, check=False), line)
+
+
+@pytest.mark.parametrize("detach", ["--detach", ""])
+def test_an_address_that_cannot_be_bound_is_one_line(chatctl: Chatctl, detach: str) -> None:
+    result = chatctl.run(f"server start {detach} --listen 127.0.0.1:1:2", check=False)
+    expected = "error: cannot listen on 127.0.0.1:1:2"
+    if detach:
+        expected = f"error: the server exited at start (code 1): {expected}"
+    assert_one_line_error(result, expected)
+
+
+def test_an_unreachable_server_is_named_with_the_command_that_starts_one(chatctl: Chatctl) -> None:
+    chatctl.env["CHATROOM_ADMIN_TOKEN"] = "whatever"
+    for command in ("group list", "delivery show team", "token issue doug"):
+        result = chatctl.run(f"{command} --server 127.0.0.1:9", check=False)
+        assert (result.code, result.stderr) == (
+            1,
+            "error: cannot reach the chatroom server at 127.0.0.1:9: start one with 'chatctl server start'"
+            " or point --server / CHATROOM_SERVER at it\n",
+        )
+
+
+def test_a_missing_admin_token_says_where_it_was_looked_for(chatctl: Chatctl) -> None:
+    result = chatctl.run("group list", check=False)
+    assert result.code == 1
+    assert result.stderr.startswith(
+        "error: no admin token: set CHATROOM_ADMIN_TOKEN or start the server here first"
+    )
+
+
+def test_health_says_serving_and_fails_when_unreachable(team: Chatctl) -> None:
+    assert team.run("health --json").json()["services"] == {  # type: ignore[index]
+        "(server)": "SERVING",
+        "chatroom.v1.ChatService": "SERVING",
+        "chatroom.v1.AdminService": "SERVING",
+    }
+    assert team.run("health --server 127.0.0.1:9", check=False).code == 1
