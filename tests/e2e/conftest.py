@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ class Result:
     stdout: str
     stderr: str
 
-    def json(self) -> object:
+    def json(self) -> Any:
         return json.loads(self.stdout)
 
 
@@ -75,7 +76,7 @@ class Chatctl:
                 raise AssertionError(f"{member} never showed {sender}: {text}\n{self.log(member)}")
             time.sleep(0.1)
 
-    def clients(self) -> dict[str, dict[str, object]]:
+    def clients(self) -> dict[str, dict[str, Any]]:
         listed = self.run("client list --json").json()
         assert isinstance(listed, list)
         return {entry["name"]: entry for entry in listed}

@@ -29,8 +29,8 @@ def test_client_list_shows_a_killed_client_as_dead(team: Chatctl) -> None:
     team.wait_for_note("bob", "alice", "hello bob")
     listed = team.clients()
     assert {name: entry["alive"] for name, entry in listed.items()} == {"alice": True, "bob": True}
-    assert listed["bob"]["last_note"].endswith("alice: hello bob")  # type: ignore[union-attr]
-    os.kill(int(listed["bob"]["pid"]), signal.SIGKILL)  # type: ignore[arg-type]
+    assert listed["bob"]["last_note"].endswith("alice: hello bob")
+    os.kill(int(listed["bob"]["pid"]), signal.SIGKILL)
     wait_for(lambda: team.clients()["bob"]["alive"] is False, "bob to be reported dead")
     assert team.clients()["alice"]["alive"] is True
     table = team.run("client list").stdout
@@ -43,7 +43,7 @@ def test_restart_on_failure_brings_a_client_back_and_it_gets_what_it_missed_once
     team.run("client start bob --group team --detach --restart on-failure")
     team.run('send --as alice --group team "before the crash"')
     team.wait_for_note("bob", "alice", "before the crash")
-    first_pid = int(team.clients()["bob"]["pid"])  # type: ignore[arg-type]
+    first_pid = int(team.clients()["bob"]["pid"])
     os.kill(first_pid, signal.SIGKILL)
     team.run('send --as alice --group team "while bob was down"')
     wait_for(
@@ -58,7 +58,7 @@ def test_restart_on_failure_brings_a_client_back_and_it_gets_what_it_missed_once
 
 def test_stopping_leaves_no_process_behind(team: Chatctl) -> None:
     team.run("client start alice bob chad --group team --detach --restart on-failure")
-    processes = [(int(e["pid"]), start_ticks(int(e["pid"]))) for e in team.clients().values()]  # type: ignore[arg-type]
+    processes = [(int(e["pid"]), start_ticks(int(e["pid"]))) for e in team.clients().values()]
     server = team.run("server status --json").json()
     assert isinstance(server, dict) and server["health"] == "SERVING"
     processes.append((server["pid"], start_ticks(server["pid"])))
@@ -91,7 +91,7 @@ def test_groups_can_be_listed_changed_and_deleted(team: Chatctl) -> None:
     }
     assert (team.home / "tokens" / "doug.token").stat().st_mode & 0o777 == 0o600
     team.run("group remove-members team -m doug")
-    assert team.run("group show team --json").json()["members"] == ["alice", "bob", "chad"]  # type: ignore[index]
+    assert team.run("group show team --json").json()["members"] == ["alice", "bob", "chad"]
     team.run("group delete team --yes")
     assert team.run("group list --json").json() == []
 
@@ -102,7 +102,7 @@ def test_delivery_show_reports_each_members_cursor(team: Chatctl) -> None:
     team.wait_for_note("bob", "alice", "one")
     wait_for(
         lambda: (
-            {m["member"]: m["unread_count"] for m in team.run("delivery show team --json").json()["members"]}  # type: ignore[index]
+            {m["member"]: m["unread_count"] for m in team.run("delivery show team --json").json()["members"]}
             == {"alice": 0, "bob": 0, "chad": 1}
         ),
         "bob's ack",
@@ -211,7 +211,7 @@ def test_a_missing_admin_token_says_where_it_was_looked_for(chatctl: Chatctl) ->
 
 
 def test_health_says_serving_and_fails_when_unreachable(team: Chatctl) -> None:
-    assert team.run("health --json").json()["services"] == {  # type: ignore[index]
+    assert team.run("health --json").json()["services"] == {
         "(server)": "SERVING",
         "chatroom.v1.ChatService": "SERVING",
         "chatroom.v1.AdminService": "SERVING",
