@@ -10,7 +10,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from admin_cli.output import fail
+from admin_cli.settings import admin_token, client_tls
 from chatroom.v1 import admin_pb2, admin_pb2_grpc
+from clients.channel import ClientTls, blocking_channel
 
 CALL_TIMEOUT_S = 10.0
 
@@ -45,10 +47,15 @@ def _is_connection_failure(details: str) -> bool:
     return not details or any(marker in details.lower() for marker in markers)
 
 
+def connect_admin(server: str) -> AdminApi:
+    """An AdminService client with chatctl's admin token and TLS settings."""
+    return AdminApi(server, admin_token(), client_tls())
+
+
 class AdminApi:
-    def __init__(self, server: str, admin_token: str) -> None:
+    def __init__(self, server: str, admin_token: str, tls: ClientTls | None) -> None:
         self.server = server
-        self._channel = grpc.insecure_channel(server)
+        self._channel = blocking_channel(server, tls)
         self._stub = admin_pb2_grpc.AdminServiceStub(self._channel)
         self._metadata = (("authorization", f"Bearer {admin_token}"),)
 
@@ -103,9 +110,11 @@ class AdminApi:
         return response.token
 
 
-def health_status(server: str, service: str = "", timeout_s: float = 3.0) -> str:
+def health_status(
+    server: str, service: str = "", tls: ClientTls | None = None, timeout_s: float = 3.0
+) -> str:
     """SERVING, NOT_SERVING, … or UNREACHABLE; never raises."""
-    with grpc.insecure_channel(server) as channel:
+    with blocking_channel(server, tls) as channel:
         try:
             response = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout_s

@@ -15,7 +15,16 @@ import typer
 
 from admin_cli import processes
 from admin_cli.output import duration, fail, info, note, out, print_json, table
-from admin_cli.settings import DEFAULT_SERVER, Json, Server, member_token, member_token_path, state_dir
+from admin_cli.settings import (
+    DEFAULT_SERVER,
+    Json,
+    Server,
+    client_tls,
+    member_token,
+    member_token_path,
+    state_dir,
+    tls_flags,
+)
 from clients.console import ERROR_PREFIX, SUBSCRIBED_PREFIX, ConsoleOptions, run_console
 
 app = typer.Typer(help="Run console clients and watch them.", no_args_is_help=True)
@@ -42,8 +51,9 @@ def log_path(name: str) -> Path:
     return clients_dir() / f"{name}.log"
 
 
-def client_command(name: str, group: str, server: str) -> list[str]:
-    return [
+def client_command(name: str, group: str, server: str, log: Path | None = None) -> list[str]:
+    """The console client process; with a log it resumes after the notes logged there."""
+    command = [
         sys.executable,
         "-m",
         "clients",
@@ -52,7 +62,9 @@ def client_command(name: str, group: str, server: str) -> list[str]:
         f"--server={server}",
         f"--token-file={member_token_path(name)}",
         "--plain",
+        *tls_flags(),
     ]
+    return command + [f"--resume-log={log}"] if log else command
 
 
 @app.command(
@@ -77,9 +89,8 @@ def start(
         if restart is not Restart.no:
             fail("--restart applies to detached clients: add --detach")
         name = names[0]
-        options = ConsoleOptions(
-            name, group, [server], member_token(name), interactive=sys.stdin.isatty() and sys.stdout.isatty()
-        )
+        interactive = sys.stdin.isatty() and sys.stdout.isatty()
+        options = ConsoleOptions(name, group, [server], member_token(name), interactive, client_tls())
         raise typer.Exit(asyncio.run(run_console(options)))
     for name in names:
         member_token(name)  # fail before starting any if a token is missing
@@ -102,7 +113,7 @@ class _Spawned:
 def _spawn(name: str, group: str, server: str, restart: Restart) -> _Spawned:
     log = log_path(name)
     offset = log.stat().st_size if log.exists() else 0
-    command = client_command(name, group, server)
+    command = client_command(name, group, server, log)
     details = {"group": group, "server": server, "restart": restart.value, "restarts": 0}
     if restart is Restart.on_failure:
         template = processes.ProcessRecord(name, 0, 0, time.time(), str(log), details)

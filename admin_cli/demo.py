@@ -25,7 +25,7 @@ from typing import Annotated
 import typer
 
 from admin_cli import processes, server_cmd
-from admin_cli.admin_api import AdminApi
+from admin_cli.admin_api import AdminApi, connect_admin
 from admin_cli.client_cmd import NOTE_LINE, client_command
 from admin_cli.delivery_cmd import delivery_table
 from admin_cli.output import err, fail, out
@@ -259,7 +259,7 @@ def demo(
         group = "team" if embedded else f"demo-{uuid.uuid4().hex[:6]}"
         run = Demo(server, group, gap)
         try:
-            with AdminApi(server, admin_token()) as api:
+            with connect_admin(server) as api:
                 created = api.create_group(group, ["alice", "bob", "chad"])
                 for credential in created.credentials:
                     save_member_token(credential.member, credential.token)

@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from admin_cli.admin_api import AdminApi
+from admin_cli.admin_api import connect_admin
 from admin_cli.output import fail, info, note, out, print_json, table
-from admin_cli.settings import DEFAULT_SERVER, Json, Server, admin_token, save_member_token, state_dir
+from admin_cli.settings import DEFAULT_SERVER, Json, Server, save_member_token, state_dir
 from chatroom.v1 import admin_pb2
 
 app = typer.Typer(help="Create, inspect and change groups.", no_args_is_help=True)
@@ -58,7 +58,7 @@ def create(
     as_json: Json = False,
 ) -> None:
     """Create a group; members without a token get one, saved in the state directory."""
-    with AdminApi(server, admin_token()) as api:
+    with connect_admin(server) as api:
         response = api.create_group(group, split_members(members))
     _report("created", response.group, _save_credentials(response.credentials), as_json)
 
@@ -66,7 +66,7 @@ def create(
 @app.command("list", epilog="Example: chatctl group list --json")
 def list_groups(server: Server = DEFAULT_SERVER, as_json: Json = False) -> None:
     """List every group with its members and head seq."""
-    with AdminApi(server, admin_token()) as api:
+    with connect_admin(server) as api:
         groups = api.list_groups()
     if as_json:
         print_json([group_json(group) for group in groups])
@@ -80,7 +80,7 @@ def list_groups(server: Server = DEFAULT_SERVER, as_json: Json = False) -> None:
 @app.command(epilog="Example: chatctl group show team")
 def show(group: str, server: Server = DEFAULT_SERVER, as_json: Json = False) -> None:
     """Show one group's members and head seq."""
-    with AdminApi(server, admin_token()) as api:
+    with connect_admin(server) as api:
         found = api.get_group(group)
     if as_json:
         print_json(group_json(found))
@@ -95,7 +95,7 @@ def show(group: str, server: Server = DEFAULT_SERVER, as_json: Json = False) -> 
 @app.command("add-members", epilog="Example: chatctl group add-members team --members doug")
 def add_members(group: str, members: Members, server: Server = DEFAULT_SERVER, as_json: Json = False) -> None:
     """Add members; each starts reading at the group's current head."""
-    with AdminApi(server, admin_token()) as api:
+    with connect_admin(server) as api:
         response = api.add_members(group, split_members(members))
     _report("updated", response.group, _save_credentials(response.credentials), as_json)
 
@@ -105,7 +105,7 @@ def remove_members(
     group: str, members: Members, server: Server = DEFAULT_SERVER, as_json: Json = False
 ) -> None:
     """Remove members; their open streams end at once."""
-    with AdminApi(server, admin_token()) as api:
+    with connect_admin(server) as api:
         updated = api.remove_members(group, split_members(members))
     _report("updated", updated, [], as_json)
 
@@ -121,6 +121,6 @@ def delete(
         if not sys.stdin.isatty():
             fail(f"deleting {group!r} removes all its notes: pass --yes to confirm")
         typer.confirm(f"Delete group {group!r} and all its notes?", abort=True)
-    with AdminApi(server, admin_token()) as api:
+    with connect_admin(server) as api:
         api.delete_group(group)
     info(f"deleted group {group}")

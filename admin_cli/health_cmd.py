@@ -6,7 +6,7 @@ import typer
 
 from admin_cli.admin_api import health_status
 from admin_cli.output import out, print_json, table
-from admin_cli.settings import DEFAULT_SERVER, Json, Server
+from admin_cli.settings import DEFAULT_SERVER, Json, Server, client_tls
 
 SERVICES = ("", "chatroom.v1.ChatService", "chatroom.v1.AdminService")
 
@@ -16,7 +16,8 @@ def health(server: Server = DEFAULT_SERVER, as_json: Json = False) -> None:
 
     Example: chatctl health --server localhost:50051
     """
-    statuses = {service or "(server)": health_status(server, service) for service in SERVICES}
+    tls = client_tls()
+    statuses = {service or "(server)": health_status(server, service, tls) for service in SERVICES}
     if as_json:
         print_json({"server": server, "services": statuses})
     else:

@@ -7,12 +7,16 @@ variable; --json gives output for scripts.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 from admin_cli import client_cmd, delivery_cmd, group_cmd, server_cmd, token_cmd
 from admin_cli.demo import demo
 from admin_cli.health_cmd import health
 from admin_cli.send_cmd import send
+from admin_cli.settings import use_tls
 
 app = typer.Typer(
     name="chatctl",
@@ -21,6 +25,26 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+@app.callback()
+def connection(
+    tls_ca: Annotated[
+        Path | None,
+        typer.Option(envvar="CHATROOM_TLS_CA", help="Connect with TLS, trusting this CA (PEM)."),
+    ] = None,
+    tls_client_cert: Annotated[
+        Path | None,
+        typer.Option(envvar="CHATROOM_TLS_CLIENT_CERT", help="Client certificate for mutual TLS (PEM)."),
+    ] = None,
+    tls_client_key: Annotated[
+        Path | None, typer.Option(envvar="CHATROOM_TLS_CLIENT_KEY", help="Its private key (PEM).")
+    ] = None,
+) -> None:
+    """Run and operate a chatroom: group chat over gRPC with tracked delivery."""
+    use_tls(tls_ca, tls_client_cert, tls_client_key)
+
+
 app.add_typer(server_cmd.app, name="server")
 app.add_typer(group_cmd.app, name="group")
 app.add_typer(client_cmd.app, name="client")

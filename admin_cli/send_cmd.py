@@ -9,7 +9,7 @@ import typer
 
 from admin_cli.admin_api import explain_status
 from admin_cli.output import fail, info, print_json
-from admin_cli.settings import DEFAULT_SERVER, Json, Server, member_token
+from admin_cli.settings import DEFAULT_SERVER, Json, Server, client_tls, member_token
 from clients import ChatClient, ChatError, Note
 
 SEND_RETRY_S = 3.0
@@ -31,7 +31,7 @@ def send(
     token = member_token(sender)
 
     async def deliver() -> Note:
-        async with ChatClient(server, token, send_retry_s=SEND_RETRY_S) as client:
+        async with ChatClient(server, token, send_retry_s=SEND_RETRY_S, tls=client_tls()) as client:
             return await client.send(group, text)
 
     try:

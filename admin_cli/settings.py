@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from admin_cli.output import fail
+from clients.channel import ClientTls
 from services.state_dir import ADMIN_TOKEN_FILE, default_state_dir, read_secret, write_secret
 
 DEFAULT_SERVER = "localhost:50051"
@@ -18,6 +20,42 @@ Server = Annotated[
     typer.Option("--server", "-s", envvar="CHATROOM_SERVER", help="Address of the chatroom server."),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+
+
+@dataclass
+class _TlsFiles:
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+
+_tls_files = _TlsFiles()
+
+
+def use_tls(ca: Path | None, cert: Path | None, key: Path | None) -> None:
+    """Set once from chatctl's global options (or their environment variables)."""
+    _tls_files.ca, _tls_files.cert, _tls_files.key = ca, cert, key
+
+
+def client_tls() -> ClientTls | None:
+    """TLS for connections to the server, or None for plaintext."""
+    files = (_tls_files.ca, _tls_files.cert, _tls_files.key)
+    if not any(files):
+        return None
+    try:
+        return ClientTls.from_files(*files)
+    except (OSError, ValueError) as error:
+        fail(f"cannot use the TLS files: {error}")
+
+
+def tls_flags() -> list[str]:
+    """The same TLS settings, as flags for a console client process."""
+    flags = {
+        "--tls-ca": _tls_files.ca,
+        "--tls-client-cert": _tls_files.cert,
+        "--tls-client-key": _tls_files.key,
+    }
+    return [f"{flag}={path}" for flag, path in flags.items() if path is not None]
 
 
 def state_dir() -> Path:

@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from admin_cli.admin_api import AdminApi
+from admin_cli.admin_api import connect_admin
 from admin_cli.output import info, print_json
-from admin_cli.settings import DEFAULT_SERVER, Json, Server, admin_token, save_member_token
+from admin_cli.settings import DEFAULT_SERVER, Json, Server, save_member_token
 
 app = typer.Typer(help="Issue member tokens.", no_args_is_help=True)
 
@@ -21,7 +21,7 @@ def issue(
     as_json: Json = False,
 ) -> None:
     """Issue a new token for a member, replacing (and disconnecting) any older one."""
-    with AdminApi(server, admin_token()) as api:
+    with connect_admin(server) as api:
         token = api.issue_token(member)
     path = save_member_token(member, token)
     if as_json:

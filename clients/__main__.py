@@ -8,9 +8,15 @@ import os
 import sys
 from pathlib import Path
 
-from clients.console import ConsoleOptions, run_console
+from clients.channel import ClientTls
+from clients.console import ConsoleOptions, last_shown, run_console
 
 DEFAULT_SERVER = "localhost:50051"
+
+
+def _path_from_env(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
 
 
 def parse_args(argv: list[str] | None = None) -> ConsoleOptions:
@@ -22,15 +28,22 @@ def parse_args(argv: list[str] | None = None) -> ConsoleOptions:
         default=os.environ.get("CHATROOM_SERVER", DEFAULT_SERVER),
         help="host:port, or several separated by commas (env CHATROOM_SERVER)",
     )
-    parser.add_argument("--token-file", type=Path, help="file holding the member token")
+    parser.add_argument("--token-file", type=Path, help="file holding the member token (else CHATROOM_TOKEN)")
     parser.add_argument("--plain", action="store_true", help="line mode even on a terminal")
+    parser.add_argument("--resume-log", type=Path, help="skip the notes this log shows were already shown")
+    tls = parser.add_argument_group("TLS (plaintext unless one is given)")
+    tls.add_argument(
+        "--tls-ca", type=Path, default=_path_from_env("CHATROOM_TLS_CA"), help="CA of the server"
+    )
+    tls.add_argument("--tls-client-cert", type=Path, default=_path_from_env("CHATROOM_TLS_CLIENT_CERT"))
+    tls.add_argument("--tls-client-key", type=Path, default=_path_from_env("CHATROOM_TLS_CLIENT_KEY"))
     args = parser.parse_args(argv)
-    token = os.environ.get("CHATROOM_TOKEN")
-    if args.token_file is not None:
-        try:
-            token = args.token_file.read_text().strip()
-        except OSError as error:
-            parser.exit(2, f"error: cannot read token file: {error}\n")
+    try:
+        token = args.token_file.read_text().strip() if args.token_file else os.environ.get("CHATROOM_TOKEN")
+        tls_files = (args.tls_ca, args.tls_client_cert, args.tls_client_key)
+        client_tls = ClientTls.from_files(*tls_files) if any(tls_files) else None
+    except (OSError, ValueError) as error:
+        parser.exit(2, f"error: {error}\n")
     if not token:
         parser.exit(2, "error: no token: pass --token-file or set CHATROOM_TOKEN\n")
     return ConsoleOptions(
@@ -39,6 +52,8 @@ def parse_args(argv: list[str] | None = None) -> ConsoleOptions:
         servers=[server.strip() for server in args.server.split(",") if server.strip()],
         token=token,
         interactive=not args.plain and sys.stdin.isatty() and sys.stdout.isatty(),
+        tls=client_tls,
+        after_seq=last_shown(args.resume_log, args.group) if args.resume_log else 0,
     )
 
 

@@ -20,6 +20,7 @@ import grpc
 
 from chatroom.v1 import chat_pb2, chat_pb2_grpc
 from clients.backoff import Backoff, BackoffDelays
+from clients.channel import ClientTls, aio_channel
 from clients.model import ChatError, ConnectionEvent, Note
 
 SUBSCRIBED_HEADER = "chatroom-subscribed"
@@ -45,6 +46,7 @@ class ChatClient:
         send_retry_s: float = 30.0,
         call_timeout_s: float = 10.0,
         on_event: Callable[[ConnectionEvent], None] | None = None,
+        tls: ClientTls | None = None,
     ) -> None:
         self._servers = [servers] if isinstance(servers, str) else list(servers)
         if not self._servers:
@@ -54,6 +56,7 @@ class ChatClient:
         self._send_retry_s = send_retry_s
         self._call_timeout_s = call_timeout_s
         self._on_event = on_event
+        self._tls = tls
         self._server_index = 0
         self._channel: grpc.aio.Channel | None = None
         self._handed: dict[str, int] = {}
@@ -75,7 +78,7 @@ class ChatClient:
 
     def _stub(self) -> chat_pb2_grpc.ChatServiceStub:
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self.server)
+            self._channel = aio_channel(self.server, self._tls)
         return chat_pb2_grpc.ChatServiceStub(self._channel)
 
     async def _next_server(self) -> None:
@@ -103,12 +106,14 @@ class ChatClient:
                 await self._next_server()
                 await asyncio.sleep(delay)
 
-    async def notes(self, group: str) -> AsyncGenerator[Note, None]:
+    async def notes(self, group: str, *, after_seq: int = 0) -> AsyncGenerator[Note, None]:
         """Every unread note of the group, then live ones, each exactly once, forever.
 
-        A note is acknowledged once the consumer asks for the next one. Raises
-        ChatError when the subscription is refused for good.
+        A note is acknowledged once the consumer asks for the next one. after_seq
+        says what an earlier run already handed over (it is skipped, and acked).
+        Raises ChatError when the subscription is refused for good.
         """
+        self._handed[group] = max(self._handed.get(group, 0), after_seq)
         delays = self._backoff.delays()
         while True:
             try:

@@ -16,12 +16,15 @@ Output lines::
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+from clients.channel import ClientTls
 from clients.chat_client import ChatClient
 from clients.model import ChatError, ConnectionEvent, Note
 
@@ -37,11 +40,31 @@ class ConsoleOptions:
     servers: list[str]
     token: str
     interactive: bool
+    tls: ClientTls | None = None
+    after_seq: int = 0
+    """The last note an earlier run of this console showed."""
+
+
+NOTE_LINE = re.compile(r"^\[(?P<group>\S+) #(?P<seq>\d+) [\d:]+\] (?P<sender>[^:]+): (?P<text>.*)$")
 
 
 def format_note(note: Note) -> str:
     clock = note.sent_at.astimezone().strftime("%H:%M:%S")
     return f"[{note.group} #{note.seq} {clock}] {note.sender}: {note.text}"
+
+
+def last_shown(log: Path, group: str) -> int:
+    """The highest seq of the group that a console logged to this file.
+
+    Each note line is written at once, so the log is the console's memory of
+    what it has shown: a console restarted after a crash resumes after it
+    instead of showing a note twice."""
+    try:
+        with open(log, errors="replace") as lines:
+            seqs = [int(m["seq"]) for line in lines if (m := NOTE_LINE.match(line)) and m["group"] == group]
+    except FileNotFoundError:
+        return 0
+    return max(seqs, default=0)
 
 
 def format_event(event: ConnectionEvent, member: str) -> str:
@@ -57,10 +80,13 @@ async def run_console(options: ConsoleOptions) -> int:
         print(line, flush=True)
 
     client = ChatClient(
-        options.servers, options.token, on_event=lambda event: say(format_event(event, options.member))
+        options.servers,
+        options.token,
+        on_event=lambda event: say(format_event(event, options.member)),
+        tls=options.tls,
     )
     async with client:
-        receiver = asyncio.create_task(_receive(client, options.group, say))
+        receiver = asyncio.create_task(_receive(client, options, say))
         typer = _type_interactively if options.interactive else _type_lines
         sender = asyncio.create_task(typer(client, options, say))
         stop = asyncio.Event()
@@ -79,8 +105,8 @@ async def run_console(options: ConsoleOptions) -> int:
         return 0
 
 
-async def _receive(client: ChatClient, group: str, say: Callable[[str], None]) -> None:
-    async for note in client.notes(group):
+async def _receive(client: ChatClient, options: ConsoleOptions, say: Callable[[str], None]) -> None:
+    async for note in client.notes(options.group, after_seq=options.after_seq):
         say(format_note(note))
 
 

@@ -10,13 +10,16 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from services.core.errors import ChatroomError
-from services.storage.base import Store
+
+if TYPE_CHECKING:  # both import this module
+    from services.config import ServerTls
+    from services.storage.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +47,17 @@ UNREAD_TOP_GROUPS = 20
 UNREAD_SAMPLE_INTERVAL_S = 30.0
 
 
-def serve_metrics(listen: str) -> Callable[[], None]:
+def serve_metrics(listen: str, tls: ServerTls | None) -> Callable[[], None]:
     """Starts the /metrics endpoint in its own thread; returns its stop function."""
     host, _, port = listen.rpartition(":")
-    server, thread = start_http_server(int(port), host or "0.0.0.0", registry=REGISTRY)
-    log.info("metrics on http://%s:%d/metrics", host, server.server_port)
+    files: dict[str, Any] = {}
+    if tls is not None:
+        files = {"certfile": str(tls.cert), "keyfile": str(tls.key)}
+        if tls.client_ca is not None:
+            files |= {"client_cafile": str(tls.client_ca), "client_auth_required": True}
+    server, thread = start_http_server(int(port), host or "0.0.0.0", registry=REGISTRY, **files)
+    scheme = "https" if tls else "http"
+    log.info("metrics on %s://%s:%d/metrics", scheme, host, server.server_port)
 
     def stop() -> None:
         server.shutdown()

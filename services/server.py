@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from chatroom.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc
 from services.admin_servicer import AdminServicer
 from services.chat_servicer import ChatServicer
-from services.config import ServerConfig
+from services.config import ServerConfig, ServerTls, Transport
 from services.core.chatroom import Chatroom
 from services.health import DrainingHealthServicer
 from services.metrics import MetricsInterceptor, sample_unread_forever, serve_metrics
@@ -32,15 +32,32 @@ SERVICE_NAMES = (
     chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
 )
-
-SERVER_OPTIONS = [
-    # Refuse to share a port with another process instead of splitting traffic.
-    ("grpc.so_reuseport", 0),
-]
+MIN_CLIENT_PING_INTERVAL_MS = 10_000
+"""Clients may ping this often (ours ping every 20 s) without being told to calm down."""
+CONNECTION_AGE_GRACE_MS = 5_000
 
 
 class BindError(RuntimeError):
     pass
+
+
+def server_options(transport: Transport) -> list[tuple[str, int]]:
+    keepalive_ms = int(transport.keepalive_s * 1000)
+    options = [
+        ("grpc.so_reuseport", 0),  # refuse to share a port instead of splitting traffic
+        ("grpc.max_receive_message_length", transport.max_message_bytes),
+        ("grpc.keepalive_time_ms", keepalive_ms),
+        ("grpc.keepalive_timeout_ms", keepalive_ms),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),  # idle streams need pings too
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_MS),
+    ]
+    if transport.max_connection_age_s:
+        options += [
+            ("grpc.max_connection_age_ms", int(transport.max_connection_age_s * 1000)),
+            ("grpc.max_connection_age_grace_ms", CONNECTION_AGE_GRACE_MS),
+        ]
+    return options
 
 
 async def serve(config: ServerConfig, on_ready: Callable[[str], None] | None = None) -> None:
@@ -51,7 +68,7 @@ async def serve(config: ServerConfig, on_ready: Callable[[str], None] | None = N
         stack.push_async_callback(chatroom.close)
         if config.metrics_listen:
             try:
-                stop_metrics = serve_metrics(config.metrics_listen)
+                stop_metrics = serve_metrics(config.metrics_listen, config.tls)
             except OSError as error:
                 raise BindError(f"cannot serve metrics on {config.metrics_listen}: {error}") from None
             stack.push_async_callback(asyncio.to_thread, stop_metrics)
@@ -67,7 +84,7 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 
 async def _serve(chatroom: Chatroom, config: ServerConfig, on_ready: Callable[[str], None] | None) -> None:
     interceptors = [MetricsInterceptor()] if config.metrics_listen else []
-    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
+    server = grpc.aio.server(options=server_options(config.transport), interceptors=interceptors)
     chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(chatroom), server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(chatroom), server)
     health_servicer = DrainingHealthServicer()
@@ -75,11 +92,21 @@ async def _serve(chatroom: Chatroom, config: ServerConfig, on_ready: Callable[[s
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    address = _bind(server, config.listen)
-    await server.start()
+    servers = [server]
+    address = _bind(server, config.listen, await _credentials(config.tls))
+    if config.health_listen:
+        health_only = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_only)
+        health_address = _bind(health_only, config.health_listen, None)
+        servers.append(health_only)
+    for each in servers:
+        await each.start()
     for service in ("", *SERVICE_NAMES):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    log.info("chatroom listening on %s (plaintext), storage %r", address, chatroom.store)
+    security = config.tls.describe() if config.tls else "plaintext"
+    log.info("chatroom listening on %s (%s), storage %r", address, security, chatroom.store)
+    if config.health_listen:
+        log.info("health only, plaintext, on %s", health_address)
     if on_ready is not None:
         on_ready(address)
 
@@ -87,14 +114,35 @@ async def _serve(chatroom: Chatroom, config: ServerConfig, on_ready: Callable[[s
     log.info("shutting down: draining unary calls for up to %.0f s", config.shutdown_grace_s)
     await health_servicer.enter_graceful_shutdown()
     chatroom.end_sessions()
-    await server.stop(config.shutdown_grace_s)
+    await asyncio.gather(*(each.stop(config.shutdown_grace_s) for each in servers))
     log.info("stopped")
 
 
-def _bind(server: grpc.aio.Server, listen: str) -> str:
+async def _credentials(tls: ServerTls | None) -> grpc.ServerCredentials | None:
+    if tls is None:
+        return None
+
+    def load() -> grpc.ServerCredentials:
+        client_ca = tls.client_ca.read_bytes() if tls.client_ca else None
+        return grpc.ssl_server_credentials(
+            [(tls.key.read_bytes(), tls.cert.read_bytes())],
+            root_certificates=client_ca,
+            require_client_auth=client_ca is not None,
+        )
+
+    try:
+        return await asyncio.to_thread(load)
+    except OSError as error:
+        raise BindError(f"cannot read TLS files: {error}") from None
+
+
+def _bind(server: grpc.aio.Server, listen: str, credentials: grpc.ServerCredentials | None) -> str:
     host = listen.rpartition(":")[0]
     try:
-        bound_port = server.add_insecure_port(listen)
+        if credentials is None:
+            bound_port = server.add_insecure_port(listen)
+        else:
+            bound_port = server.add_secure_port(listen, credentials)
     except RuntimeError as error:
         raise BindError(f"cannot listen on {listen}: {error}") from None
     if not bound_port:

@@ -25,6 +25,7 @@ from services.core import names, tokens
 from services.core.acks import AckCoalescer
 from services.core.errors import (
     GroupNotFound,
+    LimitExceeded,
     NotAllowed,
     NotAMember,
     NotAuthenticated,
@@ -33,6 +34,7 @@ from services.core.errors import (
 from services.core.fanout import Hub
 from services.core.model import Delivery, GroupInfo, NewNote, Note, now_us
 from services.core.note_writer import NoteWriter
+from services.core.rate_limit import RateLimiter
 from services.core.replication import Follower
 from services.core.session import Session, SessionLimits
 from services.storage.base import Appended, GroupChange, Store
@@ -51,6 +53,14 @@ class ChatroomSettings:
     """Live notes buffered per session; past it the session reads from storage."""
     ack_flush_interval_s: float = 0.05
     """Longest time an ack waits in memory before it is written."""
+    max_sessions_per_member: int = 16
+    """Open streams one member may hold on one server."""
+    notes_per_second: float = 20.0
+    """Average sending rate allowed per member."""
+    note_burst: int = 40
+    """Notes a member may send at once before the rate applies."""
+    max_group_members: int = 1000
+    max_groups: int = 10_000
 
     @property
     def session_limits(self) -> SessionLimits:
@@ -83,6 +93,7 @@ class Chatroom:
         self._admin_token_hash = tokens.hash_token(admin_token)
         self._token_hashes: dict[str, bytes] = {}
         self._hub = Hub()
+        self._rate = RateLimiter(settings.notes_per_second, settings.note_burst)
         self._acks = AckCoalescer(store, settings.ack_flush_interval_s)
         self._writer = NoteWriter(store, self._hub.publish)
         replication = store.replication
@@ -139,6 +150,11 @@ class Chatroom:
         names.check_name("group", group)
         names.check_text(text, self.settings.max_text_bytes)
         names.check_client_msg_id(client_msg_id)
+        wait_s = self._rate.take(caller.member)
+        if wait_s:
+            raise LimitExceeded(
+                f"more than {self.settings.notes_per_second:g} notes per second; retry in {wait_s:.2f} s"
+            )
         new = NewNote(group, caller.member, text, now_us(), client_msg_id)
         result = await self._writer.append(new)
         if not isinstance(result, Appended):
@@ -150,6 +166,11 @@ class Chatroom:
         """Subscribes; the session is attached before membership is read so that
         a removal racing with it still ends it."""
         names.check_name("group", group)
+        open_sessions = self._hub.sessions_of(caller.member)
+        if open_sessions >= self.settings.max_sessions_per_member:
+            raise LimitExceeded(
+                f"{caller.member} already has {open_sessions} open streams on this server; close one first"
+            )
         cursor = self._hub.cursor(group, caller.member)
         session = Session(cursor, caller.token_hash, self.store, self._acks, self.settings.session_limits)
         self._hub.attach(session)
@@ -176,6 +197,9 @@ class Chatroom:
     async def create_group(self, group: str, members: Sequence[str]) -> GroupResult:
         group = names.check_name("group", group)
         members = names.check_names("member", members)
+        self._check_group_size(len(members))
+        if await self.store.count_groups() >= self.settings.max_groups:
+            raise LimitExceeded(f"this server already has {self.settings.max_groups} groups, its limit")
         issued = {member: tokens.new_member_token(member) for member in members}
         change = await self.store.create_group(group, members, _hashes(issued))
         return self._with_credentials(change, issued)
@@ -183,9 +207,17 @@ class Chatroom:
     async def add_members(self, group: str, members: Sequence[str]) -> GroupResult:
         group = names.check_name("group", group)
         members = names.check_names("member", members)
+        current = await self.get_group(group)
+        self._check_group_size(len(set(current.members) | set(members)))
         issued = {member: tokens.new_member_token(member) for member in members}
         change = await self.store.add_members(group, members, _hashes(issued))
         return self._with_credentials(change, issued)
+
+    def _check_group_size(self, size: int) -> None:
+        if size > self.settings.max_group_members:
+            raise LimitExceeded(
+                f"a group may have at most {self.settings.max_group_members} members, not {size}"
+            )
 
     async def remove_members(self, group: str, members: Sequence[str]) -> GroupInfo:
         group = names.check_name("group", group)

@@ -20,6 +20,8 @@ class Hub:
         self._groups: dict[str, dict[str, MemberCursor]] = {}
         self._heads: dict[str, int] = {}
         """The highest seq published here, for groups with sessions."""
+        self._per_member: dict[str, int] = {}
+        """Open sessions per member, in all groups."""
 
     def cursor(self, group: str, member: str) -> MemberCursor:
         """The member's shared cursor; kept while any of its sessions is attached."""
@@ -31,10 +33,17 @@ class Hub:
 
     def attach(self, session: Session) -> None:
         session.cursor.sessions.add(session)
+        self._per_member[session.member] = self._per_member.get(session.member, 0) + 1
 
     def detach(self, session: Session) -> None:
         cursor = session.cursor
-        cursor.sessions.discard(session)
+        if session in cursor.sessions:
+            cursor.sessions.discard(session)
+            left = self._per_member[session.member] - 1
+            if left:
+                self._per_member[session.member] = left
+            else:
+                del self._per_member[session.member]
         if cursor.sessions:
             return
         members = self._groups.get(cursor.group)
@@ -73,6 +82,9 @@ class Hub:
             for member, cursor in members.items()
             if cursor.sessions
         }
+
+    def sessions_of(self, member: str) -> int:
+        return self._per_member.get(member, 0)
 
     def online_sessions(self, group: str) -> dict[str, int]:
         return {

@@ -138,6 +138,9 @@ class PostgresStore:
     async def list_groups(self) -> list[GroupInfo]:
         return await self._transaction(_list_groups_txn)
 
+    async def count_groups(self) -> int:
+        return await self._transaction(_count_groups_txn)
+
     async def membership(self, group: str, member: str) -> Membership | None:
         return await self._transaction(_membership_txn, group, member)
 
@@ -371,6 +374,10 @@ async def _group_txn(db: Connection, group: str) -> GroupInfo | None:
 async def _list_groups_txn(db: Connection) -> list[GroupInfo]:
     rows = await db.fetch("SELECT name, head_seq FROM groups WHERE NOT deleted ORDER BY name")
     return [await _group_info(db, row["name"], int(row["head_seq"])) for row in rows]
+
+
+async def _count_groups_txn(db: Connection) -> int:
+    return int(await db.fetchval("SELECT count(*) FROM groups WHERE NOT deleted"))
 
 
 async def _membership_txn(db: Connection, group: str, member: str) -> Membership | None:

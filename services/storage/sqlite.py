@@ -154,6 +154,9 @@ class SqliteStore:
     async def list_groups(self) -> list[GroupInfo]:
         return await self._read(_list_groups_txn)
 
+    async def count_groups(self) -> int:
+        return await self._read(_count_groups_txn)
+
     async def membership(self, group: str, member: str) -> Membership | None:
         return await self._read(_membership_txn, group, member)
 
@@ -280,6 +283,10 @@ def _group_txn(db: sqlite3.Connection, group: str) -> GroupInfo | None:
 def _list_groups_txn(db: sqlite3.Connection) -> list[GroupInfo]:
     rows = db.execute("SELECT name, head_seq FROM groups WHERE NOT deleted ORDER BY name").fetchall()
     return [_group_info(db, name, head_seq) for name, head_seq in rows]
+
+
+def _count_groups_txn(db: sqlite3.Connection) -> int:
+    return int(db.execute("SELECT count(*) FROM groups WHERE NOT deleted").fetchone()[0])
 
 
 def _membership_txn(db: sqlite3.Connection, group: str, member: str) -> Membership | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -16,8 +17,9 @@ from tests.unit.conftest import StoreFactory
 WAIT_S = 10.0
 
 
-async def started(make_store: StoreFactory, **settings: object) -> Chatroom:
-    chatroom = Chatroom(make_store(), "admin-secret", ChatroomSettings(**settings))  # type: ignore[arg-type]
+async def started(make_store: StoreFactory, **settings: Any) -> Chatroom:
+    settings.setdefault("notes_per_second", 1e6)
+    chatroom = Chatroom(make_store(), "admin-secret", ChatroomSettings(**settings))
     await chatroom.start()
     return chatroom
 
