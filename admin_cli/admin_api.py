@@ -10,7 +10,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from admin_cli.output import fail
-from admin_cli.settings import admin_token, client_tls
+from admin_cli.settings import admin_token, client_tls, tls_flags
 from chatroom.v1 import admin_pb2, admin_pb2_grpc
 from clients.channel import ClientTls, blocking_channel
 
@@ -30,8 +30,13 @@ def explain_status(code: grpc.StatusCode, details: str, server: str) -> str:
     if code == grpc.StatusCode.UNAVAILABLE and not _is_connection_failure(details):
         return f"the chatroom server at {server} is unavailable: {details}"
     if code == grpc.StatusCode.UNAVAILABLE:
+        hint = (
+            " (with TLS: or it refused the handshake; check the CA and client certificate)"
+            if tls_flags()
+            else ""
+        )
         return (
-            f"cannot reach the chatroom server at {server}: start one with 'chatctl server start'"
+            f"cannot reach the chatroom server at {server}{hint}: start one with 'chatctl server start'"
             " or point --server / CHATROOM_SERVER at it"
         )
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:

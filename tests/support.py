@@ -163,7 +163,11 @@ class ServerProcess:
     def start(self, listen: str = "127.0.0.1:0") -> ServerProcess:
         argv = [sys.executable, "-m", "admin_cli", "server", "start", f"--listen={listen}", f"--db={self.db}"]
         self.watched = WatchedProcess([*argv, *self.extra_args], self.env)
-        self.address = self.watched.wait_for(LISTENING.pattern)[1]
+        try:
+            self.address = self.watched.wait_for(LISTENING.pattern)[1]
+        except AssertionError:
+            self.watched.stop()
+            raise
         return self
 
     def restart(self) -> ServerProcess:
