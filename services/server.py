@@ -48,6 +48,7 @@ def server_options(transport: Transport) -> list[tuple[str, int]]:
         ("grpc.max_receive_message_length", transport.max_message_bytes),
         ("grpc.keepalive_time_ms", keepalive_ms),
         ("grpc.keepalive_timeout_ms", keepalive_ms),
+        ("grpc.http2.ping_timeout_ms", keepalive_ms),  # gRPC core times keepalive pings by this
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),  # idle streams need pings too
         ("grpc.http2.min_recv_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_MS),

@@ -71,6 +71,10 @@ class WatchedProcess:
                     raise AssertionError(f"no matching line from {self.argv[2:5]}; output:\n{self.output}")
                 self._changed.wait(remaining)
 
+    def wait_for_count(self, prefix: str, count: int, timeout_s: float = TIMEOUT_S) -> None:
+        """Waits until `count` lines start with prefix."""
+        self.wait_for_line(lambda _: sum(line.startswith(prefix) for line in self.lines) >= count, timeout_s)
+
     def wait_for(self, pattern: str, timeout_s: float = TIMEOUT_S) -> re.Match[str]:
         regex = re.compile(pattern)
         line = self.wait_for_line(lambda text: regex.search(text) is not None, timeout_s)
