@@ -90,7 +90,8 @@ def start(
             fail("--restart applies to detached clients: add --detach")
         name = names[0]
         interactive = sys.stdin.isatty() and sys.stdout.isatty()
-        options = ConsoleOptions(name, group, [server], member_token(name), interactive, client_tls())
+        servers = [address.strip() for address in server.split(",") if address.strip()]
+        options = ConsoleOptions(name, group, servers, member_token(name), interactive, client_tls())
         raise typer.Exit(asyncio.run(run_console(options)))
     for name in names:
         member_token(name)  # fail before starting any if a token is missing
