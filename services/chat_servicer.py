@@ -15,8 +15,28 @@ from services.core.session import Session
 from services.metrics import ACKS, DELIVERIES, SESSIONS
 from services.status import abort, maps_errors
 
+SERVICE_NAME = chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name
 SUBSCRIBED_HEADER = "chatroom-subscribed"
 """Sent as initial metadata once a subscription is accepted, before any note."""
+
+
+def add_to_server(servicer: ChatServicer, server: grpc.aio.Server) -> None:
+    """Like the generated add_ChatServiceServicer_to_server, but ChatStream
+    responses are bytes that go to the wire as they are."""
+    handlers = {
+        "ChatStream": grpc.stream_stream_rpc_method_handler(
+            servicer.ChatStream,
+            request_deserializer=chat_pb2.ChatStreamRequest.FromString,
+            response_serializer=bytes,
+        ),
+        "SendNote": grpc.unary_unary_rpc_method_handler(
+            servicer.SendNote,
+            request_deserializer=chat_pb2.SendNoteRequest.FromString,
+            response_serializer=chat_pb2.SendNoteResponse.SerializeToString,
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
 
 class ChatServicer(chat_pb2_grpc.ChatServiceServicer):  # type: ignore[misc]
@@ -35,7 +55,8 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):  # type: ignore[misc]
         self,
         request_iterator: AsyncIterator[chat_pb2.ChatStreamRequest],
         context: grpc.aio.ServicerContext,
-    ) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
+    ) -> AsyncIterator[bytes]:
+        """Responses leave already serialized (see wire.stream_response)."""
         try:
             caller = await self._chatroom.authenticate(wire.bearer_token(context))
             session = await self._subscribe(caller, request_iterator)
@@ -46,7 +67,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):  # type: ignore[misc]
         try:
             await context.send_initial_metadata(((SUBSCRIBED_HEADER, session.group),))
             async for batch in session.batches():
-                yield chat_pb2.ChatStreamResponse(notes=[wire.note(note) for note in batch])
+                yield wire.stream_response(batch)
                 DELIVERIES.inc(len(batch))
         except ChatroomError as error:
             await abort(context, error)

@@ -17,7 +17,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from chatroom.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc
+from chatroom.v1 import admin_pb2, admin_pb2_grpc
+from services import chat_servicer
 from services.admin_servicer import AdminServicer
 from services.chat_servicer import ChatServicer
 from services.config import ServerConfig, ServerTls, Transport
@@ -29,7 +30,7 @@ from services.storage import open_store
 log = logging.getLogger(__name__)
 
 SERVICE_NAMES = (
-    chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name,
+    chat_servicer.SERVICE_NAME,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
 )
 MIN_CLIENT_PING_INTERVAL_MS = 10_000
@@ -86,7 +87,7 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 async def _serve(chatroom: Chatroom, config: ServerConfig, on_ready: Callable[[str], None] | None) -> None:
     interceptors = [MetricsInterceptor()] if config.metrics_listen else []
     server = grpc.aio.server(options=server_options(config.transport), interceptors=interceptors)
-    chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(chatroom), server)
+    chat_servicer.add_to_server(ChatServicer(chatroom), server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(chatroom), server)
     health_servicer = DrainingHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

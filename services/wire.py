@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -24,6 +26,30 @@ def note(value: Note) -> chat_pb2.Note:
         sent_at=timestamp(value.sent_at_us),
         client_msg_id=value.client_msg_id,
     )
+
+
+ENCODED_NOTES_KEPT = 8192
+_encoded: dict[tuple[str, int], bytes] = {}
+
+
+def stream_response(batch: list[Note]) -> bytes:
+    """A serialized ChatStreamResponse, each note encoded once for all its readers.
+
+    Repeated fields concatenate, so a response with many notes is the
+    concatenation of one-note responses; fan-out to a thousand sessions
+    thereby costs one encoding per note instead of a thousand."""
+    return b"".join([_encoded_note(each) for each in batch])
+
+
+def _encoded_note(value: Note) -> bytes:
+    key = (value.group, value.seq)
+    encoded = _encoded.get(key)
+    if encoded is None:
+        if len(_encoded) >= ENCODED_NOTES_KEPT:
+            for stale in list(itertools.islice(_encoded, ENCODED_NOTES_KEPT // 2)):
+                del _encoded[stale]
+        encoded = _encoded[key] = chat_pb2.ChatStreamResponse(notes=[note(value)]).SerializeToString()
+    return encoded
 
 
 def group(value: GroupInfo) -> admin_pb2.Group:
