@@ -39,9 +39,6 @@ from services.core.replication import Follower
 from services.core.session import Session, SessionLimits
 from services.storage.base import Appended, GroupChange, Store
 
-BATCH_BYTES_BUDGET = 1 << 20  # one stream message stays far below gRPC's 4 MiB default
-MAX_BATCH_NOTES = 500
-
 
 @dataclass(frozen=True, slots=True)
 class ChatroomSettings:
@@ -64,8 +61,7 @@ class ChatroomSettings:
 
     @property
     def session_limits(self) -> SessionLimits:
-        per_batch = max(1, min(MAX_BATCH_NOTES, BATCH_BYTES_BUDGET // (4 * self.max_text_bytes)))
-        return SessionLimits(self.max_unacked, self.session_queue_limit, per_batch)
+        return SessionLimits(self.max_unacked, self.session_queue_limit)
 
 
 @dataclass(frozen=True, slots=True)

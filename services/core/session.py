@@ -24,12 +24,38 @@ from services.core.errors import ChatroomError
 from services.core.model import Note
 from services.storage.base import Store
 
+MAX_BATCH_NOTES = 500
+MAX_BATCH_BYTES = 1 << 20
+"""A stream message stays well below gRPC's default 4 MiB limit on receiving."""
+NOTE_OVERHEAD_BYTES = 64
+
+
+class _Batch:
+    """Notes for one stream message, within MAX_BATCH_NOTES and MAX_BATCH_BYTES."""
+
+    def __init__(self) -> None:
+        self.notes: list[Note] = []
+        self._bytes_left = MAX_BATCH_BYTES
+
+    def has_room_for(self, note: Note) -> bool:
+        if not self.notes:
+            return True
+        return len(self.notes) < MAX_BATCH_NOTES and _size_bound(note) <= self._bytes_left
+
+    def add(self, note: Note) -> None:
+        self.notes.append(note)
+        self._bytes_left -= _size_bound(note)
+
+
+def _size_bound(note: Note) -> int:
+    """At least the note's encoded size: UTF-8 takes at most 4 bytes a character."""
+    return 4 * len(note.text) + NOTE_OVERHEAD_BYTES
+
 
 @dataclass(frozen=True, slots=True)
 class SessionLimits:
     max_unacked: int
     queue_limit: int
-    max_batch_notes: int
 
 
 @dataclass(eq=False, slots=True)
@@ -128,27 +154,32 @@ class Session:
             return None if self.head_seq > self.sent_seq else []
         if queue[0].seq != self.sent_seq + 1:
             return None
-        batch: list[Note] = []
+        batch = _Batch()
         window_end = self._window_end
         while (
             queue
             and queue[0].seq == self.sent_seq + 1
             and self.sent_seq < window_end
-            and len(batch) < self._limits.max_batch_notes
+            and batch.has_room_for(queue[0])
         ):
             note = queue.popleft()
             self.sent_seq = note.seq
             if note.sender != self.member:
-                batch.append(note)
-        return batch
+                batch.add(note)
+        return batch.notes
 
     async def _read_stored(self) -> list[Note]:
         until = min(self.head_seq, self._window_end)
         if until <= self.sent_seq:
             return []
-        notes = await self._store.read_notes(self.group, self.sent_seq, until, self._limits.max_batch_notes)
-        if notes and notes[0].seq == self.sent_seq + 1:
-            self.sent_seq = notes[-1].seq
-        else:
-            notes = []
-        return [note for note in notes if note.sender != self.member]
+        notes = await self._store.read_notes(self.group, self.sent_seq, until, MAX_BATCH_NOTES)
+        if not notes or notes[0].seq != self.sent_seq + 1:
+            return []
+        batch = _Batch()
+        for note in notes:
+            if note.sender != self.member:
+                if not batch.has_room_for(note):
+                    break  # the rest is read again for the next batch
+                batch.add(note)
+            self.sent_seq = note.seq
+        return batch.notes

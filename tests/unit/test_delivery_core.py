@@ -11,7 +11,7 @@ import pytest
 from services.core.chatroom import Caller, Chatroom, ChatroomSettings
 from services.core.errors import NotAllowed, NotAuthenticated, Unavailable
 from services.core.model import Note
-from services.core.session import Session
+from services.core.session import MAX_BATCH_BYTES, MAX_BATCH_NOTES, Session
 from tests.unit.conftest import StoreFactory
 
 WAIT_S = 10.0
@@ -137,6 +137,29 @@ def test_a_replaced_token_no_longer_authenticates(make_store: StoreFactory) -> N
         with pytest.raises(NotAuthenticated, match="replaced"):
             await take(session.batches(), 1)
         assert (await chatroom.authenticate(new.token)).member == "alice"
+        await chatroom.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_backlog_is_packed_within_count_and_size_bounds(make_store: StoreFactory) -> None:
+    async def scenario() -> None:
+        chatroom = await started(make_store, max_unacked=10_000)
+        who = await members(chatroom, "team", "alice", "bob")
+        for i in range(600):
+            await chatroom.send_note(who["alice"], "team", f"short {i}", "")
+        for _ in range(400):
+            await chatroom.send_note(who["alice"], "team", "€" * 1365, "")  # 4,095 bytes
+        bob = await chatroom.open_session(who["bob"], "team")
+        batches = bob.batches()
+        received: list[list[Note]] = []
+        while sum(map(len, received)) < 1000:
+            received.append(await asyncio.wait_for(anext(batches), WAIT_S))
+            bob.ack(received[-1][-1].seq)
+        assert [n.seq for batch in received for n in batch] == list(range(1, 1001))
+        assert len(received[0]) == MAX_BATCH_NOTES
+        assert all(sum(len(n.text.encode()) for n in batch) <= MAX_BATCH_BYTES for batch in received)
+        assert len(received) >= 4  # the long notes needed more messages
         await chatroom.close()
 
     asyncio.run(scenario())
