@@ -25,6 +25,8 @@ from clients.model import ChatError, ConnectionEvent, Note
 
 SUBSCRIBED_HEADER = "chatroom-subscribed"
 DEFAULT_BACKOFF = Backoff()
+ACK_INTERVAL_S = 0.05
+EAGER_ACK_NOTES = 256
 
 RETRYABLE = frozenset(
     {
@@ -132,15 +134,19 @@ class ChatClient:
     async def _subscribe_once(self, group: str, delays: BackoffDelays) -> AsyncIterator[Note]:
         """One stream, until it ends; failures surface as AioRpcError."""
         call = self._stub().ChatStream(metadata=self._metadata)
-        acked = 0
+        acks = _AckSender(call)
         try:
-            await call.write(chat_pb2.ChatStreamRequest(subscribe=chat_pb2.Subscribe(group=group)))
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                # A stream the server refuses at once fails here with a vague INTERNAL;
+                # its real status comes with the first read below.
+                await call.write(chat_pb2.ChatStreamRequest(subscribe=chat_pb2.Subscribe(group=group)))
             headers = await call.initial_metadata()
             if not any(key == SUBSCRIBED_HEADER for key, _ in headers or ()):
                 await call.read()  # raises the refusal
                 return
             delays.reset()
             self._report(ConnectionEvent("subscribed", self.server, group))
+            acks.start()
             while True:
                 response = await call.read()  # raises when the stream fails
                 if response is grpc.aio.EOF:
@@ -150,20 +156,61 @@ class ChatClient:
                         yield Note.from_proto(proto)
                         # Resumed: the consumer has seen the note.
                         self._handed[group] = proto.seq
-                acked = await self._ack(call, group, acked)
+                        acks.offer(proto.seq)
+                acks.offer(self._handed.get(group, 0))  # redeliveries are acked too
         finally:
-            if not call.done():
-                # The consumer may stop in the middle of a batch: ack what it saw.
-                with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
-                    await self._ack(call, group, acked)
+            await acks.close()
             call.cancel()
-
-    async def _ack(self, call: grpc.aio.StreamStreamCall, group: str, acked: int) -> int:
-        handed = self._handed.get(group, 0)
-        if handed > acked:
-            await call.write(chat_pb2.ChatStreamRequest(ack=chat_pb2.Ack(seq=handed)))
-        return max(handed, acked)
 
     def _report(self, event: ConnectionEvent) -> None:
         if self._on_event is not None:
             self._on_event(event)
+
+
+class _AckSender:
+    """Acks what the consumer has seen, cumulatively and sparingly.
+
+    A trickle of notes is acked at most every ACK_INTERVAL_S, so a stream costs
+    the server one ack message per interval rather than one per note; a
+    backlog is acked as soon as EAGER_ACK_NOTES are unacked, so the server's
+    window (max_unacked) never stalls a catch-up."""
+
+    def __init__(self, call: grpc.aio.StreamStreamCall) -> None:
+        self._call = call
+        self._seen = self._sent = 0
+        self._pending = asyncio.Event()
+        self._urgent = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._send_forever(), name="chat-acks")
+
+    def offer(self, seq: int) -> None:
+        if seq > self._seen:
+            self._seen = seq
+            self._pending.set()
+            if seq - self._sent >= EAGER_ACK_NOTES:
+                self._urgent.set()
+
+    async def close(self) -> None:
+        """Stops, sending a last ack of what was seen (best effort: the stream may be gone)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._seen > self._sent and not self._call.done():
+            with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
+                await self._send()
+
+    async def _send(self) -> None:
+        seq = self._seen
+        await self._call.write(chat_pb2.ChatStreamRequest(ack=chat_pb2.Ack(seq=seq)))
+        self._sent = seq
+
+    async def _send_forever(self) -> None:
+        while True:
+            await self._pending.wait()
+            self._pending.clear()
+            self._urgent.clear()
+            await self._send()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._urgent.wait(), ACK_INTERVAL_S)

@@ -36,6 +36,7 @@ SERVICE_NAMES = (
 MIN_CLIENT_PING_INTERVAL_MS = 10_000
 """Clients may ping this often (ours ping every 20 s) without being told to calm down."""
 CONNECTION_AGE_GRACE_MS = 5_000
+MAX_PENDING_REQUESTS = 20_000
 
 
 class BindError(RuntimeError):
@@ -53,6 +54,9 @@ def server_options(transport: Transport) -> list[tuple[str, int]]:
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),  # idle streams need pings too
         ("grpc.http2.min_recv_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_MS),
+        # Thousands of clients reconnecting at once (after a restart) must queue, not be refused.
+        ("grpc.server.max_pending_requests", MAX_PENDING_REQUESTS),
+        ("grpc.server.max_pending_requests_hard_limit", 2 * MAX_PENDING_REQUESTS),
     ]
     if transport.max_connection_age_s:
         options += [

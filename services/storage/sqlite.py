@@ -313,9 +313,10 @@ def _append_notes_txn(db: sqlite3.Connection, batch: Sequence[NewNote]) -> list[
             results.append(Rejected())
             continue
         if new.client_msg_id:
+            # The last condition lets SQLite use the partial index notes_by_client_msg_id.
             row = db.execute(
                 "SELECT seq, text, sent_at_us FROM notes"
-                " WHERE group_name = ? AND sender = ? AND client_msg_id = ?",
+                " WHERE group_name = ? AND sender = ? AND client_msg_id = ? AND client_msg_id != ''",
                 (new.group, new.sender, new.client_msg_id),
             ).fetchone()
             if row is not None:

@@ -77,7 +77,8 @@ BEGIN
         IF msg_ids[i] <> '' THEN
             RETURN QUERY
                 SELECT n.seq, n.text, n.sent_at_us, 'duplicate' FROM notes n
-                WHERE n.group_name = groups_[i] AND n.sender = senders[i] AND n.client_msg_id = msg_ids[i];
+                WHERE n.group_name = groups_[i] AND n.sender = senders[i] AND n.client_msg_id = msg_ids[i]
+                    AND n.client_msg_id <> '';  -- so that the partial index applies
             IF FOUND THEN
                 CONTINUE;
             END IF;
