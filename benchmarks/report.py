@@ -1,0 +1,175 @@
+"""Figures across runs: medians, chatroom/baseline ratios, the printed table and the JSON file.
+
+The JSON keeps every run's value and the details behind it (refusals, errors,
+CPU of both sides), keyed by stable figure ids, so two commits' files can be
+compared figure by figure.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+KINDS = ("chatroom", "baseline")
+
+FAMILIES = {
+    "fanout": "1. fan-out: deliveries/s and send-to-receive latency",
+    "cpu_per_delivery": "2. server CPU-seconds per 1,000 deliveries",
+    "idle_cpu": "3. server CPU with idle subscribed sessions",
+    "rss_per_session": "4. resident memory per idle session",
+    "send_rate": "5. SendNote/s, concurrent senders, no subscribers",
+    "catchup": "6. catch-up of a member far behind",
+    "max_sessions": "7. most concurrent sessions one process holds",
+    "paced_latency": "8. latency at half of chatroom's saturation rate (paced senders)",
+}
+
+
+@dataclass
+class Figure:
+    id: str
+    family: str
+    title: str
+    unit: str
+    better: str
+    """"higher" or "lower": which way is good, to read the ratio."""
+    runs: dict[str, list[float | None]] = field(default_factory=lambda: {kind: [] for kind in KINDS})
+    note: str = ""
+
+    def median(self, kind: str) -> float | None:
+        values = [v for v in self.runs[kind] if v is not None]
+        return statistics.median(values) if values else None
+
+    @property
+    def ratio(self) -> float | None:
+        chatroom, baseline = self.median("chatroom"), self.median("baseline")
+        if chatroom is None or baseline is None or baseline == 0:
+            return None
+        return chatroom / baseline
+
+
+class Results:
+    def __init__(self, meta: dict[str, Any]) -> None:
+        self.meta = meta
+        self.figures: dict[str, Figure] = {}
+        self.details: dict[str, dict[str, list[Any]]] = {}
+        self.warnings: list[str] = []
+        """What a reader of the figures must know: refusals, errors, lost notes, a saturated generator."""
+
+    def add(
+        self,
+        figure_id: str,
+        kind: str,
+        value: float | None,
+        *,
+        family: str,
+        title: str,
+        unit: str,
+        better: str,
+        note: str = "",
+    ) -> None:
+        figure = self.figures.get(figure_id)
+        if figure is None:
+            figure = self.figures[figure_id] = Figure(figure_id, family, title, unit, better, note=note)
+        figure.runs[kind].append(value)
+        if note:
+            figure.note = note
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def detail(self, key: str, kind: str, value: Any) -> None:
+        self.details.setdefault(key, {k: [] for k in KINDS})[kind].append(value)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "meta": self.meta,
+            "figures": {
+                figure.id: {
+                    "family": figure.family,
+                    "title": figure.title,
+                    "unit": figure.unit,
+                    "better": figure.better,
+                    "chatroom": figure.median("chatroom"),
+                    "baseline": figure.median("baseline"),
+                    "ratio": figure.ratio,
+                    "runs": figure.runs,
+                    "note": figure.note,
+                }
+                for figure in self.figures.values()
+            },
+            "warnings": self.warnings,
+            "details": self.details,
+        }
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n")
+
+    def table(self) -> str:
+        runs = self.meta.get("runs")
+        lines = [
+            f"chatroom vs in-run baseline: median of {runs} run(s); ratio = chatroom / baseline",
+            f"placement: {self.meta.get('placement')}; load average at start: {self.meta.get('loadavg')};"
+            f" fsync of the database directory: {self.meta.get('fsync_ms')} ms (p50)",
+            f"chatroom limits lifted for the load generator: {self.meta.get('chatroom_env')}",
+        ]
+        width = max([len(f.title) for f in self.figures.values()] + [40])
+        header = f"{'figure':<{width}}  {'chatroom':>12}  {'baseline':>12}  {'ratio':>7}  better"
+        for family, heading in FAMILIES.items():
+            members = [f for f in self.figures.values() if f.family == family]
+            if not members:
+                continue
+            lines += ["", heading, header, "-" * len(header)]
+            for figure in members:
+                if figure.better == "info":
+                    continue  # shown as a note under the figure it explains
+                lines.append(
+                    f"{figure.title:<{width}}  {_number(figure.median('chatroom')):>12}"
+                    f"  {_number(figure.median('baseline')):>12}  {_ratio(figure.ratio):>7}  {figure.better}"
+                )
+                load = self._load_note(figure.id)
+                if load:
+                    lines.append(f"    {load}")
+                if figure.note:
+                    lines.append(f"    {figure.note}")
+        if self.warnings:
+            lines += ["", "warnings:"] + [f"  - {warning}" for warning in self.warnings]
+        return "\n".join(lines)
+
+    def _load_note(self, figure_id: str) -> str:
+        """Server and generator CPU beside a throughput: which side was the bottleneck."""
+        prefix, _, name = figure_id.rpartition(".")
+        if name != "deliveries_per_s":
+            return ""
+        server = self.figures.get(f"{prefix}.server_cpu_pct")
+        generator = self.figures.get(f"{prefix}.generator_cpu_pct")
+        if server is None or generator is None:
+            return ""
+        sides = [
+            f"{kind} server {_number(server.median(kind))}% / generator {_number(generator.median(kind))}%"
+            for kind in KINDS
+        ]
+        return "CPU (% of one core): " + "; ".join(sides)
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}"
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def medians(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
