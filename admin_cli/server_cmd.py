@@ -19,6 +19,7 @@ from admin_cli.output import out as console
 from admin_cli.settings import Json, client_tls, state_dir
 from services.config import DEFAULT_LISTEN, DEFAULT_SHUTDOWN_GRACE_S, ServerConfig, ServerTls, Transport
 from services.core.chatroom import ChatroomSettings
+from services.core.errors import ChatroomError
 from services.logs import LogFormat
 from services.state_dir import default_db, ensure_admin_token
 
@@ -198,7 +199,7 @@ def _run_foreground(config: ServerConfig, log_format: LogFormat) -> None:
 
     try:
         asyncio.run(serve(config, on_ready))
-    except BindError as error:
+    except (BindError, ChatroomError) as error:
         fail(str(error))
     finally:
         record = processes.ProcessRecord.load(path)

@@ -53,8 +53,10 @@ class SqliteStore:
         return f"sqlite:{self.path}"
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        await asyncio.get_running_loop().run_in_executor(self._writer, self._migrate)
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._writer, self._migrate)
+        except (OSError, sqlite3.Error) as error:
+            raise Unavailable(f"cannot open the database {self.path}: {error}") from error
 
     async def close(self) -> None:
         self._writer.shutdown(wait=True)
@@ -108,6 +110,7 @@ class SqliteStore:
         return await loop.run_in_executor(self._readers, self._run, "BEGIN", txn, args)
 
     def _migrate(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = self._connection()
         for migration in migrations("sqlite"):
             (version,) = connection.execute("PRAGMA user_version").fetchone()

@@ -217,3 +217,16 @@ def test_health_says_serving_and_fails_when_unreachable(team: Chatctl) -> None:
         "chatroom.v1.AdminService": "SERVING",
     }
     assert team.run("health --server 127.0.0.1:9", check=False).code == 1
+
+
+@pytest.mark.parametrize(
+    ("db", "line"),
+    [
+        ("/proc/no-such-dir/chatroom.db", "error: cannot open the database /proc/no-such-dir/chatroom.db:"),
+        ("postgresql://chatroom:secret@127.0.0.1:9/none", "error: cannot connect to PostgreSQL at postgresql://…@"),
+    ],
+)
+def test_unusable_storage_is_one_line_without_the_password(chatctl: Chatctl, db: str, line: str) -> None:
+    result = chatctl.run(f"server start --listen 127.0.0.1:0 --db {db}", check=False)
+    assert_one_line_error(result, line)
+    assert "secret" not in result.stderr
