@@ -32,7 +32,3 @@ def migrations(engine: Engine) -> list[Migration]:
     if [m.version for m in found] != list(range(1, len(found) + 1)):
         raise RuntimeError(f"schema deltas for {engine} are not numbered 1..n")
     return found
-
-
-def latest_version(engine: Engine) -> int:
-    return len(migrations(engine))
