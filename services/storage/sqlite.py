@@ -303,8 +303,12 @@ def _membership_txn(db: sqlite3.Connection, group: str, member: str) -> Membersh
 
 
 def _append_notes_txn(db: sqlite3.Connection, batch: Sequence[NewNote]) -> list[AppendResult]:
+    """One statement per new note in the usual case: heads are read once per group
+    and written back once, and a retried client_msg_id is found by the unique
+    index refusing the insert."""
     results: list[AppendResult] = []
     members: dict[tuple[str, str], bool] = {}
+    heads: dict[str, int] = {}
     for new in batch:
         key = (new.group, new.sender)
         if key not in members:
@@ -315,29 +319,33 @@ def _append_notes_txn(db: sqlite3.Connection, batch: Sequence[NewNote]) -> list[
         if not members[key]:
             results.append(Rejected())
             continue
-        if new.client_msg_id:
-            # The last condition lets SQLite use the partial index notes_by_client_msg_id.
-            row = db.execute(
-                "SELECT seq, text, sent_at_us FROM notes"
-                " WHERE group_name = ? AND sender = ? AND client_msg_id = ? AND client_msg_id != ''",
-                (new.group, new.sender, new.client_msg_id),
-            ).fetchone()
-            if row is not None:
-                original = Note(new.group, row[0], new.sender, row[1], row[2], new.client_msg_id)
-                results.append(Appended(original, created=False))
-                continue
-        (seq,) = db.execute(
-            "UPDATE groups SET head_seq = head_seq + 1 WHERE name = ? RETURNING head_seq",
-            (new.group,),
-        ).fetchone()
-        db.execute(
+        if new.group not in heads:
+            heads[new.group] = _live_head(db, new.group)
+        seq = heads[new.group] + 1
+        inserted = db.execute(
             "INSERT INTO notes (group_name, seq, sender, text, sent_at_us, client_msg_id)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (new.group, seq, new.sender, new.text, new.sent_at_us, new.client_msg_id),
-        )
-        note = Note(new.group, seq, new.sender, new.text, new.sent_at_us, new.client_msg_id)
-        results.append(Appended(note, created=True))
+        ).rowcount
+        if inserted:
+            heads[new.group] = seq
+            note = Note(new.group, seq, new.sender, new.text, new.sent_at_us, new.client_msg_id)
+            results.append(Appended(note, created=True))
+        else:
+            results.append(Appended(_original(db, new), created=False))
+    db.executemany("UPDATE groups SET head_seq = ? WHERE name = ?", [(h, g) for g, h in heads.items()])
     return results
+
+
+def _original(db: sqlite3.Connection, new: NewNote) -> Note:
+    """The note an earlier send with this client_msg_id stored."""
+    # The last condition lets SQLite use the partial index notes_by_client_msg_id.
+    seq, text, sent_at_us = db.execute(
+        "SELECT seq, text, sent_at_us FROM notes"
+        " WHERE group_name = ? AND sender = ? AND client_msg_id = ? AND client_msg_id != ''",
+        (new.group, new.sender, new.client_msg_id),
+    ).fetchone()
+    return Note(new.group, seq, new.sender, text, sent_at_us, new.client_msg_id)
 
 
 def _read_notes_txn(
