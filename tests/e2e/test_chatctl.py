@@ -223,10 +223,19 @@ def test_health_says_serving_and_fails_when_unreachable(team: Chatctl) -> None:
     ("db", "line"),
     [
         ("/proc/no-such-dir/chatroom.db", "error: cannot open the database /proc/no-such-dir/chatroom.db:"),
-        ("postgresql://chatroom:secret@127.0.0.1:9/none", "error: cannot connect to PostgreSQL at postgresql://…@"),
+        (
+            "postgresql://chatroom:secret@127.0.0.1:9/none",
+            "error: cannot connect to PostgreSQL at postgresql://…@",
+        ),
     ],
 )
 def test_unusable_storage_is_one_line_without_the_password(chatctl: Chatctl, db: str, line: str) -> None:
     result = chatctl.run(f"server start --listen 127.0.0.1:0 --db {db}", check=False)
     assert_one_line_error(result, line)
     assert "secret" not in result.stderr
+
+
+def test_shell_completion_is_offered(chatctl: Chatctl) -> None:
+    chatctl.env["SHELL"] = "/bin/bash"
+    script = chatctl.run("--show-completion bash").stdout
+    assert "complete" in script and "chatctl" in script

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,3 +70,12 @@ def test_counters_count_exactly_what_happened(metered: tuple[ServerProcess, str]
     assert value("chatroom_storage_errors_total") == 0
     assert value("chatroom_rpc_duration_seconds_count", method=send_method, code="OK") == 4
     assert value("chatroom_rpc_duration_seconds_count", method=send_method, code="INVALID_ARGUMENT") == 1
+
+
+def test_json_logs_are_one_object_per_line(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, extra_args=["--log-format=json"]).start()
+    assert server.terminate() == 0
+    entries = [json.loads(line) for line in server.log.splitlines()]
+    assert [entry["level"] for entry in entries] == ["info"] * len(entries)
+    assert any(entry["message"].startswith("chatroom listening on 127.0.0.1:") for entry in entries)
+    assert entries[-1]["message"] == "stopped"
