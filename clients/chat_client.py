@@ -132,14 +132,16 @@ class ChatClient:
             await asyncio.sleep(delay)
 
     async def _subscribe_once(self, group: str, delays: BackoffDelays) -> AsyncIterator[Note]:
-        """One stream, until it ends; failures surface as AioRpcError."""
-        call = self._stub().ChatStream(metadata=self._metadata)
-        acks = _AckSender(call)
+        """One stream, until it ends; failures surface as AioRpcError.
+
+        Requests go out through an iterator rather than call.write(): a stream
+        the server refuses at once would fail write() with a vague INTERNAL,
+        while reads report its real status."""
+        requests: asyncio.Queue[chat_pb2.ChatStreamRequest | None] = asyncio.Queue()
+        requests.put_nowait(chat_pb2.ChatStreamRequest(subscribe=chat_pb2.Subscribe(group=group)))
+        call = self._stub().ChatStream(_drain(requests), metadata=self._metadata)
+        acks = _AckSender(requests)
         try:
-            with contextlib.suppress(grpc.aio.AioRpcError):
-                # A stream the server refuses at once fails here with a vague INTERNAL;
-                # its real status comes with the first read below.
-                await call.write(chat_pb2.ChatStreamRequest(subscribe=chat_pb2.Subscribe(group=group)))
             headers = await call.initial_metadata()
             if not any(key == SUBSCRIBED_HEADER for key, _ in headers or ()):
                 await call.read()  # raises the refusal
@@ -160,11 +162,19 @@ class ChatClient:
                 acks.offer(self._handed.get(group, 0))  # redeliveries are acked too
         finally:
             await acks.close()
+            requests.put_nowait(None)
             call.cancel()
 
     def _report(self, event: ConnectionEvent) -> None:
         if self._on_event is not None:
             self._on_event(event)
+
+
+async def _drain(
+    requests: asyncio.Queue[chat_pb2.ChatStreamRequest | None],
+) -> AsyncIterator[chat_pb2.ChatStreamRequest]:
+    while (request := await requests.get()) is not None:
+        yield request
 
 
 class _AckSender:
@@ -175,8 +185,8 @@ class _AckSender:
     backlog is acked as soon as EAGER_ACK_NOTES are unacked, so the server's
     window (max_unacked) never stalls a catch-up."""
 
-    def __init__(self, call: grpc.aio.StreamStreamCall) -> None:
-        self._call = call
+    def __init__(self, requests: asyncio.Queue[chat_pb2.ChatStreamRequest | None]) -> None:
+        self._requests = requests
         self._seen = self._sent = 0
         self._pending = asyncio.Event()
         self._urgent = asyncio.Event()
@@ -193,24 +203,22 @@ class _AckSender:
                 self._urgent.set()
 
     async def close(self) -> None:
-        """Stops, sending a last ack of what was seen (best effort: the stream may be gone)."""
+        """Stops, queueing a last ack of what was seen (best effort: the stream may be gone)."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        if self._seen > self._sent and not self._call.done():
-            with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
-                await self._send()
+        if self._seen > self._sent:
+            self._send()
 
-    async def _send(self) -> None:
-        seq = self._seen
-        await self._call.write(chat_pb2.ChatStreamRequest(ack=chat_pb2.Ack(seq=seq)))
-        self._sent = seq
+    def _send(self) -> None:
+        self._requests.put_nowait(chat_pb2.ChatStreamRequest(ack=chat_pb2.Ack(seq=self._seen)))
+        self._sent = self._seen
 
     async def _send_forever(self) -> None:
         while True:
             await self._pending.wait()
             self._pending.clear()
             self._urgent.clear()
-            await self._send()
+            self._send()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._urgent.wait(), ACK_INTERVAL_S)
