@@ -11,8 +11,8 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import Callable
-from contextlib import AsyncExitStack
+from collections.abc import Callable, Iterator
+from contextlib import AsyncExitStack, contextmanager
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -69,9 +69,11 @@ def server_options(transport: Transport) -> list[tuple[str, int]]:
 
 async def serve(config: ServerConfig, on_ready: Callable[[str], None] | None = None) -> None:
     """Runs until SIGTERM or SIGINT; on_ready gets the bound address."""
-    chatroom = Chatroom(open_store(config.db), config.admin_token, config.chatroom)
-    await chatroom.start()
     async with AsyncExitStack() as stack:
+        # First of all, so that a signal at any later moment means a clean stop.
+        stop = stack.enter_context(_stop_on_signals())
+        chatroom = Chatroom(open_store(config.db), config.admin_token, config.chatroom)
+        await chatroom.start()
         stack.push_async_callback(chatroom.close)
         if config.metrics_listen:
             try:
@@ -81,7 +83,7 @@ async def serve(config: ServerConfig, on_ready: Callable[[str], None] | None = N
             stack.push_async_callback(asyncio.to_thread, stop_metrics)
             sampler = asyncio.create_task(sample_unread_forever(chatroom.store), name="unread-sampler")
             stack.push_async_callback(_cancel, sampler)
-        await _serve(chatroom, config, on_ready)
+        await _serve(chatroom, config, stop, on_ready)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
@@ -89,7 +91,9 @@ async def _cancel(task: asyncio.Task[None]) -> None:
     await asyncio.gather(task, return_exceptions=True)
 
 
-async def _serve(chatroom: Chatroom, config: ServerConfig, on_ready: Callable[[str], None] | None) -> None:
+async def _serve(
+    chatroom: Chatroom, config: ServerConfig, stop: asyncio.Event, on_ready: Callable[[str], None] | None
+) -> None:
     interceptors = [MetricsInterceptor()] if config.metrics_listen else []
     server = grpc.aio.server(options=server_options(config.transport), interceptors=interceptors)
     chat_servicer.add_to_server(ChatServicer(chatroom), server)
@@ -120,7 +124,7 @@ async def _serve(chatroom: Chatroom, config: ServerConfig, on_ready: Callable[[s
     if on_ready is not None:
         on_ready(address)
 
-    await _wait_for_signal()
+    await stop.wait()
     log.info("shutting down: draining unary calls for up to %.0f s", config.shutdown_grace_s)
     await health_servicer.enter_graceful_shutdown()
     chatroom.end_sessions()
@@ -160,13 +164,14 @@ def _bind(server: grpc.aio.Server, listen: str, credentials: grpc.ServerCredenti
     return f"{host}:{bound_port}"
 
 
-async def _wait_for_signal() -> None:
+@contextmanager
+def _stop_on_signals() -> Iterator[asyncio.Event]:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await stop.wait()
+        yield stop
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

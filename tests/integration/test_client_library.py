@@ -26,21 +26,27 @@ async def collect(client: ChatClient, group: str, count: int) -> list[Note]:
 def test_notes_come_in_order_and_are_acked_once_seen(server: ServerProcess, admin: Admin, name: str) -> None:
     tokens = admin.create_group(name, [f"{name}-alice", f"{name}-bob"])
 
+    def bobs_cursor() -> int:
+        return int(admin.unread(name)[f"{name}-bob"].last_acked_seq)
+
     async def scenario() -> list[Note]:
         async with (
             ChatClient(server.address, tokens[f"{name}-alice"]) as alice,
             ChatClient(server.address, tokens[f"{name}-bob"]) as bob,
         ):
             await alice.send(name, "before bob")
-            reading = asyncio.create_task(collect(bob, name, 3))
+            notes = bob.notes(name)
+            received = [await asyncio.wait_for(anext(notes), TIMEOUT_S)]
             for text in ("live one", "live two"):
                 await alice.send(name, text)
-            return await asyncio.wait_for(reading, TIMEOUT_S)
+            received += [await asyncio.wait_for(anext(notes), TIMEOUT_S) for _ in range(2)]
+            # Bob has asked past notes 1 and 2, not yet past 3: those two are acked.
+            await asyncio.to_thread(wait_until, lambda: bobs_cursor() == 2, what="bob's acks")
+            await notes.aclose()
+            return received
 
     received = asyncio.run(scenario())
     assert [(n.seq, n.text) for n in received] == [(1, "before bob"), (2, "live one"), (3, "live two")]
-    # The third note was acked when the consumer stopped after it: only two were asked past.
-    wait_until(lambda: admin.unread(name)[f"{name}-bob"].last_acked_seq >= 2, what="bob's acks")
 
 
 def test_a_reconnect_after_kill_9_loses_nothing_and_repeats_nothing(fresh_server: ServerProcess) -> None:
