@@ -197,7 +197,7 @@ class Demo:
         doug = ConsoleProcess("doug", self.group, self.server)
         code = doug.exit_code()
         refusal = doug.wait_for(lambda line: "PERMISSION_DENIED" in line, timeout_s=0)
-        out.print(f"  [cyan]doug[/] connects: {refusal or 'no refusal'}")
+        out.print(f"  [cyan]doug[/] connects: {refusal or 'no refusal'}", soft_wrap=True)
         self.expect("doug is refused and exits with an error", code not in (None, 0) and refusal is not None)
         self.expect("doug receives nothing", not any(NOTE_LINE.match(line) for line in doug.lines))
         doug.stop()
