@@ -129,8 +129,9 @@ class ServerProcess:
                 await asyncio.wait_for(self._reader, STOP_TIMEOUT_S)
 
 
-def chatroom_server(home: Path, core: int | None) -> ServerProcess:
-    """The real server, started as an operator would, in its own state directory."""
+def chatroom_server(home: Path, core: int | None, db: str | None = None) -> ServerProcess:
+    """The real server, started as an operator would, in its own state directory
+    (and on SQLite there, unless db names another database)."""
     argv = [
         sys.executable,
         "-m",
@@ -138,7 +139,7 @@ def chatroom_server(home: Path, core: int | None) -> ServerProcess:
         "server",
         "start",
         "--listen=127.0.0.1:0",
-        f"--db={home / 'chatroom.db'}",
+        f"--db={db or home / 'chatroom.db'}",
     ]
     env = _clean_env()
     env.update(CHATROOM_LIMITS, CHATROOM_HOME=str(home), CHATROOM_ADMIN_TOKEN=ADMIN_TOKEN)

@@ -1,10 +1,10 @@
 """Where notes are stored: group commit of every send.
 
 Sends queue up here and one task writes them: each transaction takes every
-send that arrived while the previous one ran. An idle server commits a lone
-note at once; a busy one (the last commit ended moments ago) first waits
-COMMIT_WINDOW_S for concurrent sends to join, and so pays one commit (one
-thread hop, one fsync) for many notes instead of one each.
+send that arrived while the previous one ran. A lone send is committed at
+once; while sends overlap (one arrived, within the last BUSY_WITHIN_S, while
+another was still waiting), a commit first waits COMMIT_WINDOW_S for more to
+join it, so that many notes share one commit (one thread hop, one fsync).
 Committed notes go to the fan-out before the senders hear back, so a reader
 gets a note no later than its sender's confirmation.
 """
@@ -35,7 +35,8 @@ class NoteWriter:
         self._on_commit = on_commit
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        self._last_commit_at = 0.0
+        self._in_flight = 0
+        self._overlapped_at = float("-inf")
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._write_forever(), name="note-writer")
@@ -50,20 +51,28 @@ class NoteWriter:
         _fail(leftover, Unavailable("server is shutting down; retry"))
 
     async def append(self, new: NewNote) -> AppendResult:
-        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[AppendResult] = loop.create_future()
+        if self._in_flight:
+            self._overlapped_at = loop.time()
+        self._in_flight += 1
         self._queue.put_nowait((new, future))
-        return await future
+        try:
+            return await future
+        finally:
+            self._in_flight -= 1
+
+    def _sends_overlap(self) -> bool:
+        return asyncio.get_running_loop().time() - self._overlapped_at < BUSY_WITHIN_S
 
     async def _write_forever(self) -> None:
         while True:
             batch = [await self._queue.get()]
-            loop = asyncio.get_running_loop()
-            if loop.time() - self._last_commit_at < BUSY_WITHIN_S:
+            if self._sends_overlap():
                 await asyncio.sleep(COMMIT_WINDOW_S)
             while len(batch) < MAX_NOTES_PER_COMMIT and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             await self._commit(batch)
-            self._last_commit_at = loop.time()
 
     async def _commit(self, batch: list[_Pending]) -> None:
         try:
