@@ -59,6 +59,7 @@ def connect_admin(server: str) -> AdminApi:
 
 class AdminApi:
     def __init__(self, server: str, admin_token: str, tls: ClientTls | None) -> None:
+        server = server.split(",")[0].strip()  # of several addresses, admin calls use the first
         self.server = server
         self._channel = blocking_channel(server, tls)
         self._stub = admin_pb2_grpc.AdminServiceStub(self._channel)

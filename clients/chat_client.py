@@ -50,7 +50,9 @@ class ChatClient:
         on_event: Callable[[ConnectionEvent], None] | None = None,
         tls: ClientTls | None = None,
     ) -> None:
-        self._servers = [servers] if isinstance(servers, str) else list(servers)
+        if isinstance(servers, str):
+            servers = servers.split(",")
+        self._servers = [server.strip() for server in servers if server.strip()]
         if not self._servers:
             raise ValueError("at least one server address is needed")
         self._metadata = (("authorization", f"Bearer {token}"),)
