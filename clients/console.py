@@ -79,6 +79,10 @@ async def run_console(options: ConsoleOptions) -> int:
     def say(line: str) -> None:
         print(line, flush=True)
 
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     client = ChatClient(
         options.servers,
         options.token,
@@ -89,10 +93,6 @@ async def run_console(options: ConsoleOptions) -> int:
         receiver = asyncio.create_task(_receive(client, options, say))
         typer = _type_interactively if options.interactive else _type_lines
         sender = asyncio.create_task(typer(client, options, say))
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({receiver, sender, stopper}, return_when=asyncio.FIRST_COMPLETED)
         for task in (receiver, sender, stopper):
