@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -176,7 +176,7 @@ def last_note(log: Path) -> str | None:
     return next((line for line in reversed(lines) if NOTE_LINE.match(line)), None)
 
 
-def describe(record: processes.ProcessRecord) -> dict[str, object]:
+def describe(record: processes.ProcessRecord) -> dict[str, Any]:
     alive = record.alive
     return {
         "name": record.name,
@@ -195,27 +195,25 @@ def describe(record: processes.ProcessRecord) -> dict[str, object]:
 @app.command("list", epilog="Example: chatctl client list --json")
 def list_clients(as_json: Json = False) -> None:
     """Show each client process: group, pid, alive or dead, uptime, last note received."""
-    records = _records()
+    entries = [describe(record) for record in _records()]
     if as_json:
-        print_json([describe(record) for record in records])
+        print_json(entries)
         return
-    if not records:
+    if not entries:
         info("no clients: start some with 'chatctl client start NAME --group GROUP --detach'")
         return
-    rows = []
-    for record in records:
-        alive = record.alive
-        rows.append(
-            (
-                record.name,
-                record.details.get("group"),
-                record.pid,
-                "alive" if alive else "dead",
-                duration(time.time() - record.started_at) if alive else "-",
-                record.details.get("restarts", 0),
-                last_note(Path(record.log)) or "-",
-            )
+    rows = [
+        (
+            e["name"],
+            e["group"],
+            e["pid"],
+            "alive" if e["alive"] else "dead",
+            "-" if e["uptime_s"] is None else duration(e["uptime_s"]),
+            e["restarts"],
+            e["last_note"] or "-",
         )
+        for e in entries
+    ]
     columns = ("NAME", "GROUP", "PID", "STATE", "UPTIME", "RESTARTS", "LAST NOTE")
     out.print(table(None, columns, rows))
 
