@@ -117,15 +117,15 @@ def _spawn(name: str, group: str, server: str, restart: Restart) -> _Spawned:
     command = client_command(name, group, server, log)
     details = {"group": group, "server": server, "restart": restart.value, "restarts": 0}
     if restart is Restart.on_failure:
-        template = processes.ProcessRecord(name, 0, 0, time.time(), str(log), details)
+        template = processes.ProcessRecord(name, 0, 0.0, time.time(), str(log), details)
         template.save(record_path(name))  # the supervisor fills in the pids
         supervisor = [sys.executable, "-m", "admin_cli.supervisor", str(record_path(name)), "--", *command]
         process = processes.spawn(supervisor, log)
-        record = processes.record_for(name, process, log, **details)
-        record.details["supervisor"] = {"pid": record.pid, "start_ticks": record.start_ticks}
+        record = processes.ProcessRecord.of(name, process.pid, log, **details)
+        record.details["supervisor"] = {"pid": record.pid, "created": record.created}
     else:
         process = processes.spawn(command, log)
-        record = processes.record_for(name, process, log, **details)
+        record = processes.ProcessRecord.of(name, process.pid, log, **details)
         record.save(record_path(name))
     return _Spawned(name, record, offset)
 
@@ -221,10 +221,10 @@ def list_clients(as_json: Json = False) -> None:
 def _stop_record(record: processes.ProcessRecord) -> str:
     supervisor = record.details.get("supervisor")
     if supervisor:
-        outcome = processes.stop(supervisor["pid"], supervisor["start_ticks"], STOP_TIMEOUT_S)
-        processes.wait_gone(record.pid, record.start_ticks, STOP_TIMEOUT_S)
+        outcome = processes.ProcessId(supervisor["pid"], supervisor["created"]).stop(STOP_TIMEOUT_S)
+        record.process.wait_gone(STOP_TIMEOUT_S)
     else:
-        outcome = processes.stop(record.pid, record.start_ticks, STOP_TIMEOUT_S)
+        outcome = record.process.stop(STOP_TIMEOUT_S)
     record_path(record.name).unlink(missing_ok=True)
     return outcome
 

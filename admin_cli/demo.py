@@ -24,7 +24,7 @@ from typing import Annotated
 
 import typer
 
-from admin_cli import processes, server_cmd
+from admin_cli import server_cmd
 from admin_cli.admin_api import AdminApi, connect_admin
 from admin_cli.client_cmd import NOTE_LINE, client_command
 from admin_cli.delivery_cmd import delivery_table
@@ -270,7 +270,7 @@ def demo(
         finally:
             run.stop()
             if embedded is not None:
-                processes.stop(embedded.pid, embedded.start_ticks, 15)
+                embedded.process.stop(15)
             if not keep:
                 shutil.rmtree(home, ignore_errors=True)
     failed = [e for e in run.expectations if not e.met]

@@ -187,7 +187,6 @@ def _run_foreground(config: ServerConfig, log_format: LogFormat) -> None:
     path = record_path()
 
     def on_ready(address: str) -> None:
-        ticks = processes.start_ticks(os.getpid()) or 0
         log = os.environ.get("CHATROOM_SERVER_LOG", "")
         details = {
             "address": address,
@@ -195,7 +194,7 @@ def _run_foreground(config: ServerConfig, log_format: LogFormat) -> None:
             "tls": config.tls.describe() if config.tls else None,
             "health_address": config.health_listen or None,
         }
-        processes.ProcessRecord("server", os.getpid(), ticks, time.time(), log, details).save(path)
+        processes.ProcessRecord.of("server", os.getpid(), log, **details).save(path)
 
     try:
         asyncio.run(serve(config, on_ready))
@@ -240,7 +239,7 @@ def stop(
     if record is None or not record.alive:
         info(f"no server is running from {state_dir()}")
         return
-    outcome = processes.stop(record.pid, record.start_ticks, timeout)
+    outcome = record.process.stop(timeout)
     record_path().unlink(missing_ok=True)
     info(f"server {outcome} (pid {record.pid})")
 

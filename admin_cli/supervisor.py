@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from admin_cli.processes import ProcessRecord, start_ticks
+from admin_cli.processes import ProcessId, ProcessRecord
 from clients.backoff import Backoff
 
 RESTART_BACKOFF = Backoff(initial_s=0.5, max_s=30.0)
@@ -65,10 +65,10 @@ def _update_record(path: Path, pid: int, restarts: int) -> None:
     record = ProcessRecord.load(path)
     if record is None:
         return
-    record.pid = pid
-    record.start_ticks = start_ticks(pid) or 0
+    child, me = ProcessId.of(pid), ProcessId.of(os.getpid())
+    record.pid, record.created = pid, child.created if child else 0.0
     record.details["restarts"] = restarts
-    record.details["supervisor"] = {"pid": os.getpid(), "start_ticks": start_ticks(os.getpid()) or 0}
+    record.details["supervisor"] = {"pid": os.getpid(), "created": me.created if me else 0.0}
     record.save(path)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.databases import BACKENDS, postgres_database
+from tests.databases import BACKENDS, postgres_database, postgres_server
 from tests.support import Admin, ServerProcess
 
 _names = itertools.count(1)
@@ -23,31 +23,54 @@ def name() -> str:
     return f"t{next(_names)}"
 
 
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server for the whole run (CHATROOM_TEST_POSTGRES, else an embedded one)."""
+    with postgres_server(tmp_path_factory.mktemp("postgres")) as url:
+        yield url
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def database_for(backend: str, directory: Path, stack: ExitStack) -> str:
+@pytest.fixture(scope="module")
+def database(
+    backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A database of the module's own on the module's backend."""
     if backend == "postgres":
-        return stack.enter_context(postgres_database())
-    return str(directory / "chatroom.db")
+        with postgres_database(request.getfixturevalue("postgres_url")) as url:
+            yield url
+    else:
+        yield str(tmp_path_factory.mktemp("sqlite") / "chatroom.db")
+
+
+@pytest.fixture
+def fresh_database(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database of the test's own on the module's backend."""
+    if backend == "postgres":
+        with postgres_database(request.getfixturevalue("postgres_url")) as url:
+            yield url
+    else:
+        yield str(tmp_path / "chatroom.db")
 
 
 @pytest.fixture(scope="module")
-def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def server(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     home = tmp_path_factory.mktemp("server")
     with ExitStack() as stack:
-        process = ServerProcess(home, db=database_for(backend, home, stack)).start()
+        process = ServerProcess(home, db=database).start()
         stack.callback(process.stop)
         yield process
 
 
 @pytest.fixture
-def fresh_server(backend: str, tmp_path: Path) -> Iterator[ServerProcess]:
+def fresh_server(fresh_database: str, tmp_path: Path) -> Iterator[ServerProcess]:
     """A server of the test's own, for tests that stop, kill or restart it."""
     with ExitStack() as stack:
-        process = ServerProcess(tmp_path / "home", db=database_for(backend, tmp_path, stack)).start()
+        process = ServerProcess(tmp_path / "home", db=fresh_database).start()
         stack.callback(process.stop)
         yield process
 

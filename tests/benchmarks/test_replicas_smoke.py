@@ -9,19 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.databases import POSTGRES_URL
-
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.postgres
-@pytest.mark.skipif(
-    not POSTGRES_URL, reason="set CHATROOM_TEST_POSTGRES=postgresql://… to benchmark replicas"
-)
-def test_the_replicas_benchmark_reports_both_setups() -> None:
-    assert POSTGRES_URL is not None
+def test_the_replicas_benchmark_reports_both_setups(postgres_url: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.replicas", "--postgres", POSTGRES_URL]
+        [sys.executable, "-m", "benchmarks.replicas", "--postgres", postgres_url]
         + ["--subscribers", "4", "--senders", "1", "--runs", "1", "--seconds", "0.5"],
         cwd=REPO,
         capture_output=True,

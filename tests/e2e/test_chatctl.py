@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from admin_cli.processes import is_alive, start_ticks
+from admin_cli.processes import ProcessId
 from tests.e2e.conftest import Chatctl, Result
 from tests.support import TIMEOUT_S
 
@@ -58,14 +58,14 @@ def test_restart_on_failure_brings_a_client_back_and_it_gets_what_it_missed_once
 
 def test_stopping_leaves_no_process_behind(team: Chatctl) -> None:
     team.run("client start alice bob chad --group team --detach --restart on-failure")
-    processes = [(int(e["pid"]), start_ticks(int(e["pid"]))) for e in team.clients().values()]
+    processes = [ProcessId.of(int(e["pid"])) for e in team.clients().values()]
     server = team.run("server status --json").json()
     assert isinstance(server, dict) and server["health"] == "SERVING"
-    processes.append((server["pid"], start_ticks(server["pid"])))
+    processes.append(ProcessId.of(server["pid"]))
     stopped = team.run("client stop --all").stdout
     assert sorted(stopped.split()) == sorted(["alice:", "stopped", "bob:", "stopped", "chad:", "stopped"])
     assert team.run("server stop").stdout.startswith("server stopped")
-    assert [pid for pid, ticks in processes if ticks is not None and is_alive(pid, ticks)] == []
+    assert [process for process in processes if process is not None and process.alive] == []
     assert team.run("server status", check=False).code == 3
 
 

@@ -14,20 +14,17 @@ from chatroom.v1 import admin_pb2
 from clients import Backoff, ChatClient
 from clients.model import Note
 from services.storage.postgres import LISTENER_NAME
-from tests.databases import POSTGRES_URL, postgres_database
+from tests.databases import postgres_database
 from tests.support import TIMEOUT_S, Console, ServerProcess, Stream, send, wait_until
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.skipif(not POSTGRES_URL, reason="set CHATROOM_TEST_POSTGRES=postgresql://… to test replicas"),
-]
+pytestmark = pytest.mark.postgres
 
 FAST = Backoff(initial_s=0.05, max_s=0.5)
 
 
 @pytest.fixture
-def replicas(tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    with postgres_database() as url:
+def replicas(tmp_path: Path, postgres_url: str) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    with postgres_database(postgres_url) as url:
         a = ServerProcess(tmp_path / "a", db=url).start()
         b = ServerProcess(tmp_path / "b", db=url).start()
         try:

@@ -14,7 +14,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.databases import POSTGRES_URL, postgres_database
+from tests.databases import postgres_database
 from tests.proxy import tcp_proxy
 from tests.support import TIMEOUT_S, ServerProcess, send, storage_rows
 
@@ -73,9 +73,8 @@ def _through(url: str, port: int) -> str:
 
 
 @pytest.mark.postgres
-@pytest.mark.skipif(not POSTGRES_URL, reason="set CHATROOM_TEST_POSTGRES=postgresql://… to test PostgreSQL")
-def test_postgres_going_away_refuses_sends_cleanly_and_recovers(tmp_path: Path) -> None:
-    with postgres_database() as url:
+def test_postgres_going_away_refuses_sends_cleanly_and_recovers(tmp_path: Path, postgres_url: str) -> None:
+    with postgres_database(postgres_url) as url:
         parts = urlsplit(url)
         with tcp_proxy(parts.hostname or "127.0.0.1", parts.port or 5432) as proxy:
             server = ServerProcess(tmp_path, db=_through(url, proxy.port)).start()

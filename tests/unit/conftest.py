@@ -20,7 +20,7 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store
     """Makes stores (not yet opened) that all share one new database."""
     with ExitStack() as stack:
         if request.param == "postgres":
-            url = stack.enter_context(postgres_database())
+            url = stack.enter_context(postgres_database(request.getfixturevalue("postgres_url")))
         else:
             url = str(tmp_path / "chatroom.db")
         yield lambda: open_store(url)

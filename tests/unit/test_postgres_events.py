@@ -11,14 +11,9 @@ import pytest
 from services.core.model import NewNote, now_us
 from services.storage.base import NotesCommitted, Resync, StoreEvent, TokenReplaced
 from services.storage.postgres import LISTENER_NAME, PostgresStore
-from tests.databases import POSTGRES_URL, postgres_database
+from tests.databases import postgres_database
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.skipif(
-        not POSTGRES_URL, reason="set CHATROOM_TEST_POSTGRES=postgresql://… to test PostgreSQL"
-    ),
-]
+pytestmark = pytest.mark.postgres
 
 WAIT_S = 10.0
 
@@ -41,8 +36,8 @@ async def listener_ready(url: str) -> None:
         await connection.close()
 
 
-def test_a_replica_hears_the_others_commits_not_its_own_and_resyncs_after_a_drop() -> None:
-    with postgres_database() as url:
+def test_a_replica_hears_the_others_commits_not_its_own_and_resyncs_after_a_drop(postgres_url: str) -> None:
+    with postgres_database(postgres_url) as url:
 
         async def scenario() -> None:
             here, there = PostgresStore(url), PostgresStore(url)
