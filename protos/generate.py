@@ -1,7 +1,10 @@
-"""Regenerate the committed Python code for the chatroom.v1 protos.
+"""Regenerate the committed Python code for the chatroom protos.
 
 Run from anywhere: ``python protos/generate.py`` writes next to the .proto
 files; ``--out DIR`` writes elsewhere (the staleness test compares the two).
+Besides the Python modules it writes ``chatroom/descriptors.binpb``, the
+descriptors with their source comments, which the servers hand to server
+reflection so that ``grpcurl describe`` shows the documentation.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from pathlib import Path
 from grpc_tools import protoc
 
 PROTO_ROOT = Path(__file__).resolve().parent
-PROTO_FILES = sorted(PROTO_ROOT.glob("chatroom/v1/*.proto"))
+PROTO_FILES = sorted(PROTO_ROOT.glob("chatroom/**/*.proto"))
+DESCRIPTORS = Path("chatroom") / "descriptors.binpb"
 
 
 def generate(out_dir: Path) -> None:
@@ -26,8 +30,12 @@ def generate(out_dir: Path) -> None:
         f"--python_out={out_dir}",
         f"--pyi_out={out_dir}",
         f"--grpc_python_out={out_dir}",
-        *(str(path) for path in PROTO_FILES),
+        f"--descriptor_set_out={out_dir / DESCRIPTORS}",
+        "--include_source_info",
+        "--include_imports",
+        *(str(path.relative_to(PROTO_ROOT)) for path in PROTO_FILES),
     ]
+    (out_dir / DESCRIPTORS).parent.mkdir(parents=True, exist_ok=True)
     if protoc.main(args) != 0:
         sys.exit("protoc failed")
 

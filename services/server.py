@@ -16,7 +16,7 @@ from contextlib import AsyncExitStack, contextmanager
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from chatroom.v1 import admin_pb2, admin_pb2_grpc
 from services import chat_servicer
@@ -26,6 +26,7 @@ from services.config import ServerConfig, ServerTls, Transport
 from services.core.chatroom import Chatroom
 from services.health import DrainingHealthServicer
 from services.metrics import MetricsInterceptor, sample_unread_forever, serve_metrics
+from services.reflection import DocumentedReflection
 from services.storage import open_store
 
 log = logging.getLogger(__name__)
@@ -100,8 +101,8 @@ async def _serve(
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(chatroom), server)
     health_servicer = DrainingHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        DocumentedReflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)), server
     )
     servers = [server]
     address = _bind(server, config.listen, await _credentials(config.tls))

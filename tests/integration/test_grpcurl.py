@@ -50,6 +50,13 @@ def test_reflection_describes_the_contract(server: ServerProcess) -> None:
     )
 
 
+def test_reflection_carries_the_comments_of_the_protos(server: ServerProcess) -> None:
+    service = grpcurl(server, server.address, "describe", "chatroom.v1.ChatService")
+    assert "// Stores a note and fans it out to the group." in service
+    message = grpcurl(server, server.address, "describe", "chatroom.v1.MemberDelivery")
+    assert "// The highest seq acknowledged by any of the member's sessions." in message
+
+
 def test_send_a_note_and_read_unread_counts_with_grpcurl(
     server: ServerProcess, admin: Admin, name: str
 ) -> None:
@@ -63,9 +70,20 @@ def test_send_a_note_and_read_unread_counts_with_grpcurl(
     unread = call(server, server.admin_token, "chatroom.v1.AdminService/ListUnread", {"group": name})
     assert unread["head_seq"] == "1"
     assert [(m["member"], m.get("unread_count")) for m in unread["members"]] == [  # type: ignore[attr-defined]
-        ("alice", None),  # zero is the default and is left out of JSON
+        ("alice", None),  # zero is the default and is left out of JSON...
         (f"{name}-bob", "1"),
     ]
+    output = grpcurl(
+        server,
+        "-emit-defaults",  # ...unless asked for, as the README says
+        "-H",
+        f"authorization: Bearer {server.admin_token}",
+        "-d",
+        json.dumps({"group": name}),
+        server.address,
+        "chatroom.v1.AdminService/ListUnread",
+    )
+    assert [m["unread_count"] for m in json.loads(output)["members"]] == ["0", "1"]
 
 
 def test_health_check_needs_no_token(server: ServerProcess) -> None:

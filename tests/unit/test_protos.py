@@ -7,13 +7,13 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-GENERATED = ROOT / "protos" / "chatroom" / "v1"
+PROTOS = ROOT / "protos"
 
 
 def test_generated_code_is_fresh(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, str(ROOT / "protos" / "generate.py"), "--out", str(tmp_path)], check=True)
-    fresh = {p.name: p.read_text() for p in (tmp_path / "chatroom" / "v1").iterdir()}
-    committed = {p.name: p.read_text() for p in GENERATED.iterdir() if p.name in fresh}
+    subprocess.run([sys.executable, str(PROTOS / "generate.py"), "--out", str(tmp_path)], check=True)
+    fresh = {str(p.relative_to(tmp_path)): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    committed = {name: (PROTOS / name).read_bytes() for name in fresh if (PROTOS / name).exists()}
     assert sorted(fresh) == sorted(committed), "generated files are missing: run python protos/generate.py"
     stale = [name for name in fresh if fresh[name] != committed[name]]
     assert not stale, f"stale generated code {stale}: run python protos/generate.py"

@@ -10,14 +10,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Group(_message.Message):
-    __slots__ = ("group", "members", "head_seq")
+    __slots__ = ("group", "members", "head_seq", "first_seq")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     HEAD_SEQ_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEQ_FIELD_NUMBER: _ClassVar[int]
     group: str
     members: _containers.RepeatedScalarFieldContainer[str]
     head_seq: int
-    def __init__(self, group: _Optional[str] = ..., members: _Optional[_Iterable[str]] = ..., head_seq: _Optional[int] = ...) -> None: ...
+    first_seq: int
+    def __init__(self, group: _Optional[str] = ..., members: _Optional[_Iterable[str]] = ..., head_seq: _Optional[int] = ..., first_seq: _Optional[int] = ...) -> None: ...
 
 class MemberCredential(_message.Message):
     __slots__ = ("member", "token")
@@ -122,18 +124,20 @@ class ListUnreadResponse(_message.Message):
     def __init__(self, group: _Optional[str] = ..., head_seq: _Optional[int] = ..., members: _Optional[_Iterable[_Union[MemberDelivery, _Mapping]]] = ...) -> None: ...
 
 class MemberDelivery(_message.Message):
-    __slots__ = ("member", "last_acked_seq", "unread_count", "online_sessions", "last_seen")
+    __slots__ = ("member", "last_acked_seq", "unread_count", "online_sessions", "last_seen", "lost_to_retention")
     MEMBER_FIELD_NUMBER: _ClassVar[int]
     LAST_ACKED_SEQ_FIELD_NUMBER: _ClassVar[int]
     UNREAD_COUNT_FIELD_NUMBER: _ClassVar[int]
     ONLINE_SESSIONS_FIELD_NUMBER: _ClassVar[int]
     LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    LOST_TO_RETENTION_FIELD_NUMBER: _ClassVar[int]
     member: str
     last_acked_seq: int
     unread_count: int
     online_sessions: int
     last_seen: _timestamp_pb2.Timestamp
-    def __init__(self, member: _Optional[str] = ..., last_acked_seq: _Optional[int] = ..., unread_count: _Optional[int] = ..., online_sessions: _Optional[int] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    lost_to_retention: int
+    def __init__(self, member: _Optional[str] = ..., last_acked_seq: _Optional[int] = ..., unread_count: _Optional[int] = ..., online_sessions: _Optional[int] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lost_to_retention: _Optional[int] = ...) -> None: ...
 
 class IssueTokenRequest(_message.Message):
     __slots__ = ("member",)

@@ -121,7 +121,9 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListUnread(self, request, context):
-        """Per-member delivery state: cursor, unread count, presence.
+        """Per-member delivery state: cursor, unread count, presence. In JSON (as
+        grpcurl prints it) zero values are left out unless asked for
+        (grpcurl -emit-defaults).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

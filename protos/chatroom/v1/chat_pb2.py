@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63hatroom/v1/chat.proto\x12\x0b\x63hatroom.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"i\n\x11\x43hatStreamRequest\x12+\n\tsubscribe\x18\x01 \x01(\x0b\x32\x16.chatroom.v1.SubscribeH\x00\x12\x1f\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x10.chatroom.v1.AckH\x00\x42\x06\n\x04kind\"\x1a\n\tSubscribe\x12\r\n\x05group\x18\x01 \x01(\t\"\x12\n\x03\x41\x63k\x12\x0b\n\x03seq\x18\x01 \x01(\x04\"6\n\x12\x43hatStreamResponse\x12 \n\x05notes\x18\x01 \x03(\x0b\x32\x11.chatroom.v1.Note\"\x84\x01\n\x04Note\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12+\n\x07sent_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rclient_msg_id\x18\x06 \x01(\t\"E\n\x0fSendNoteRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x15\n\rclient_msg_id\x18\x03 \x01(\t\"3\n\x10SendNoteResponse\x12\x1f\n\x04note\x18\x01 \x01(\x0b\x32\x11.chatroom.v1.Note2\xa9\x01\n\x0b\x43hatService\x12Q\n\nChatStream\x12\x1e.chatroom.v1.ChatStreamRequest\x1a\x1f.chatroom.v1.ChatStreamResponse(\x01\x30\x01\x12G\n\x08SendNote\x12\x1c.chatroom.v1.SendNoteRequest\x1a\x1d.chatroom.v1.SendNoteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63hatroom/v1/chat.proto\x12\x0b\x63hatroom.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"i\n\x11\x43hatStreamRequest\x12+\n\tsubscribe\x18\x01 \x01(\x0b\x32\x16.chatroom.v1.SubscribeH\x00\x12\x1f\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x10.chatroom.v1.AckH\x00\x42\x06\n\x04kind\"\x1a\n\tSubscribe\x12\r\n\x05group\x18\x01 \x01(\t\"\x12\n\x03\x41\x63k\x12\x0b\n\x03seq\x18\x01 \x01(\x04\"U\n\x12\x43hatStreamResponse\x12 \n\x05notes\x18\x01 \x03(\x0b\x32\x11.chatroom.v1.Note\x12\x1d\n\x03gap\x18\x02 \x01(\x0b\x32\x10.chatroom.v1.Gap\":\n\x03Gap\x12\x11\n\tfirst_seq\x18\x01 \x01(\x04\x12\x10\n\x08last_seq\x18\x02 \x01(\x04\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x84\x01\n\x04Note\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12+\n\x07sent_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rclient_msg_id\x18\x06 \x01(\t\"E\n\x0fSendNoteRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x15\n\rclient_msg_id\x18\x03 \x01(\t\"3\n\x10SendNoteResponse\x12\x1f\n\x04note\x18\x01 \x01(\x0b\x32\x11.chatroom.v1.Note\"D\n\x10ListNotesRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x12\n\nbefore_seq\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\r\"Z\n\x11ListNotesResponse\x12 \n\x05notes\x18\x01 \x03(\x0b\x32\x11.chatroom.v1.Note\x12\x11\n\tfirst_seq\x18\x02 \x01(\x04\x12\x10\n\x08has_more\x18\x03 \x01(\x08\x32\xf5\x01\n\x0b\x43hatService\x12Q\n\nChatStream\x12\x1e.chatroom.v1.ChatStreamRequest\x1a\x1f.chatroom.v1.ChatStreamResponse(\x01\x30\x01\x12G\n\x08SendNote\x12\x1c.chatroom.v1.SendNoteRequest\x1a\x1d.chatroom.v1.SendNoteResponse\x12J\n\tListNotes\x12\x1d.chatroom.v1.ListNotesRequest\x1a\x1e.chatroom.v1.ListNotesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,13 +39,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACK']._serialized_start=207
   _globals['_ACK']._serialized_end=225
   _globals['_CHATSTREAMRESPONSE']._serialized_start=227
-  _globals['_CHATSTREAMRESPONSE']._serialized_end=281
-  _globals['_NOTE']._serialized_start=284
-  _globals['_NOTE']._serialized_end=416
-  _globals['_SENDNOTEREQUEST']._serialized_start=418
-  _globals['_SENDNOTEREQUEST']._serialized_end=487
-  _globals['_SENDNOTERESPONSE']._serialized_start=489
-  _globals['_SENDNOTERESPONSE']._serialized_end=540
-  _globals['_CHATSERVICE']._serialized_start=543
-  _globals['_CHATSERVICE']._serialized_end=712
+  _globals['_CHATSTREAMRESPONSE']._serialized_end=312
+  _globals['_GAP']._serialized_start=314
+  _globals['_GAP']._serialized_end=372
+  _globals['_NOTE']._serialized_start=375
+  _globals['_NOTE']._serialized_end=507
+  _globals['_SENDNOTEREQUEST']._serialized_start=509
+  _globals['_SENDNOTEREQUEST']._serialized_end=578
+  _globals['_SENDNOTERESPONSE']._serialized_start=580
+  _globals['_SENDNOTERESPONSE']._serialized_end=631
+  _globals['_LISTNOTESREQUEST']._serialized_start=633
+  _globals['_LISTNOTESREQUEST']._serialized_end=701
+  _globals['_LISTNOTESRESPONSE']._serialized_start=703
+  _globals['_LISTNOTESRESPONSE']._serialized_end=793
+  _globals['_CHATSERVICE']._serialized_start=796
+  _globals['_CHATSERVICE']._serialized_end=1041
 # @@protoc_insertion_point(module_scope)

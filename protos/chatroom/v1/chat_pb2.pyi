@@ -30,10 +30,22 @@ class Ack(_message.Message):
     def __init__(self, seq: _Optional[int] = ...) -> None: ...
 
 class ChatStreamResponse(_message.Message):
-    __slots__ = ("notes",)
+    __slots__ = ("notes", "gap")
     NOTES_FIELD_NUMBER: _ClassVar[int]
+    GAP_FIELD_NUMBER: _ClassVar[int]
     notes: _containers.RepeatedCompositeFieldContainer[Note]
-    def __init__(self, notes: _Optional[_Iterable[_Union[Note, _Mapping]]] = ...) -> None: ...
+    gap: Gap
+    def __init__(self, notes: _Optional[_Iterable[_Union[Note, _Mapping]]] = ..., gap: _Optional[_Union[Gap, _Mapping]] = ...) -> None: ...
+
+class Gap(_message.Message):
+    __slots__ = ("first_seq", "last_seq", "reason")
+    FIRST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    first_seq: int
+    last_seq: int
+    reason: str
+    def __init__(self, first_seq: _Optional[int] = ..., last_seq: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Note(_message.Message):
     __slots__ = ("group", "seq", "sender", "text", "sent_at", "client_msg_id")
@@ -66,3 +78,23 @@ class SendNoteResponse(_message.Message):
     NOTE_FIELD_NUMBER: _ClassVar[int]
     note: Note
     def __init__(self, note: _Optional[_Union[Note, _Mapping]] = ...) -> None: ...
+
+class ListNotesRequest(_message.Message):
+    __slots__ = ("group", "before_seq", "limit")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    before_seq: int
+    limit: int
+    def __init__(self, group: _Optional[str] = ..., before_seq: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListNotesResponse(_message.Message):
+    __slots__ = ("notes", "first_seq", "has_more")
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    HAS_MORE_FIELD_NUMBER: _ClassVar[int]
+    notes: _containers.RepeatedCompositeFieldContainer[Note]
+    first_seq: int
+    has_more: bool
+    def __init__(self, notes: _Optional[_Iterable[_Union[Note, _Mapping]]] = ..., first_seq: _Optional[int] = ..., has_more: _Optional[bool] = ...) -> None: ...

@@ -44,6 +44,11 @@ class ChatServiceStub:
                 request_serializer=chatroom_dot_v1_dot_chat__pb2.SendNoteRequest.SerializeToString,
                 response_deserializer=chatroom_dot_v1_dot_chat__pb2.SendNoteResponse.FromString,
                 _registered_method=True)
+        self.ListNotes = channel.unary_unary(
+                '/chatroom.v1.ChatService/ListNotes',
+                request_serializer=chatroom_dot_v1_dot_chat__pb2.ListNotesRequest.SerializeToString,
+                response_deserializer=chatroom_dot_v1_dot_chat__pb2.ListNotesResponse.FromString,
+                _registered_method=True)
 
 
 class ChatServiceServicer:
@@ -68,6 +73,14 @@ class ChatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListNotes(self, request, context):
+        """Pages back through the group's history, the caller's own notes included:
+        the page of notes just below before_seq, in ascending seq order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChatServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -80,6 +93,11 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.SendNote,
                     request_deserializer=chatroom_dot_v1_dot_chat__pb2.SendNoteRequest.FromString,
                     response_serializer=chatroom_dot_v1_dot_chat__pb2.SendNoteResponse.SerializeToString,
+            ),
+            'ListNotes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNotes,
+                    request_deserializer=chatroom_dot_v1_dot_chat__pb2.ListNotesRequest.FromString,
+                    response_serializer=chatroom_dot_v1_dot_chat__pb2.ListNotesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -136,6 +154,33 @@ class ChatService:
             '/chatroom.v1.ChatService/SendNote',
             chatroom_dot_v1_dot_chat__pb2.SendNoteRequest.SerializeToString,
             chatroom_dot_v1_dot_chat__pb2.SendNoteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNotes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatroom.v1.ChatService/ListNotes',
+            chatroom_dot_v1_dot_chat__pb2.ListNotesRequest.SerializeToString,
+            chatroom_dot_v1_dot_chat__pb2.ListNotesResponse.FromString,
             options,
             channel_credentials,
             insecure,
