@@ -73,6 +73,15 @@ def start(
     keepalive: Annotated[
         float, _option("CHATROOM_KEEPALIVE", "Seconds between pings to idle clients.", NETWORK, min=1)
     ] = TRANSPORT.keepalive_s,
+    min_client_ping_interval: Annotated[
+        float,
+        _option(
+            "CHATROOM_MIN_CLIENT_PING_INTERVAL",
+            "Seconds a client must leave between keepalive pings.",
+            NETWORK,
+            min=0.1,
+        ),
+    ] = TRANSPORT.min_client_ping_interval_s,
     max_connection_age: Annotated[
         float,
         _option(
@@ -136,6 +145,13 @@ def start(
         fail("TLS needs both --tls-cert and --tls-key")
     if tls_client_ca is not None and tls_cert is None:
         fail("--tls-client-ca needs --tls-cert and --tls-key")
+    if db is not None:
+        from services.storage import check_db
+
+        try:
+            check_db(db)
+        except ValueError as error:
+            fail(str(error))
     home = state_dir()
     home.mkdir(parents=True, exist_ok=True)
     if detach:
@@ -150,7 +166,7 @@ def start(
         health_listen=health_listen,
         metrics_listen=metrics_listen,
         shutdown_grace_s=shutdown_grace,
-        transport=Transport(max_message_bytes, keepalive, max_connection_age),
+        transport=Transport(max_message_bytes, keepalive, min_client_ping_interval, max_connection_age),
         chatroom=ChatroomSettings(
             max_text_bytes=max_text_bytes,
             max_unacked=max_unacked,

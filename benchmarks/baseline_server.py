@@ -19,9 +19,8 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from chatroom.v1 import chat_pb2, chat_pb2_grpc
+from chatroom.v1 import chat_pb2, chat_pb2_grpc, metadata
 
-SUBSCRIBED_HEADER = "chatroom-subscribed"
 """The header chatroom sends once a stream is subscribed; sent here too so the
 load generator treats both servers alike."""
 
@@ -66,7 +65,7 @@ class FanoutServicer(chat_pb2_grpc.ChatServiceServicer):  # type: ignore[misc]
         # Acks are read (a real server must) and dropped.
         reader = asyncio.create_task(_discard(request_iterator))
         try:
-            await context.send_initial_metadata(((SUBSCRIBED_HEADER, group),))
+            await context.send_initial_metadata(((metadata.SUBSCRIBED, group),))
             while True:
                 batch = [await queue.get()]
                 while len(batch) < self._max_batch and not queue.empty():

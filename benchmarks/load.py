@@ -21,10 +21,9 @@ from typing import Any, Protocol
 import grpc
 
 from benchmarks.targets import Metadata
-from chatroom.v1 import chat_pb2, chat_pb2_grpc
+from chatroom.v1 import chat_pb2, chat_pb2_grpc, metadata
 from clients.chat_client import ACK_INTERVAL_S, EAGER_ACK_NOTES
 
-SUBSCRIBED_HEADER = "chatroom-subscribed"
 STREAMS_PER_CONNECTION = 100
 """Streams share a TCP connection in groups of this size: many clients, not one
 connection carrying thousands of streams, and not one socket each either."""
@@ -117,7 +116,7 @@ class Subscriber:
         self.call = self._stub.ChatStream(self._outgoing(), metadata=self._metadata)
         try:
             headers = await self.call.initial_metadata()
-            if any(key == SUBSCRIBED_HEADER for key, _ in headers or ()):
+            if any(key == metadata.SUBSCRIBED for key, _ in headers or ()):
                 return None
             code = await self.call.code()
         except grpc.aio.AioRpcError as error:

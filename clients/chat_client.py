@@ -18,12 +18,11 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
 import grpc
 
-from chatroom.v1 import chat_pb2, chat_pb2_grpc
+from chatroom.v1 import chat_pb2, chat_pb2_grpc, metadata
 from clients.backoff import Backoff, BackoffDelays
 from clients.channel import ClientTls, aio_channel
 from clients.model import ChatError, ConnectionEvent, Note
 
-SUBSCRIBED_HEADER = "chatroom-subscribed"
 DEFAULT_BACKOFF = Backoff()
 ACK_INTERVAL_S = 0.05
 EAGER_ACK_NOTES = 256
@@ -145,7 +144,7 @@ class ChatClient:
         acks = _AckSender(requests)
         try:
             headers = await call.initial_metadata()
-            if not any(key == SUBSCRIBED_HEADER for key, _ in headers or ()):
+            if not any(key == metadata.SUBSCRIBED for key, _ in headers or ()):
                 await call.read()  # raises the refusal
                 return
             delays.reset()

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from chatroom.v1 import chat_pb2, chat_pb2_grpc
+from chatroom.v1 import chat_pb2, chat_pb2_grpc, metadata
 from services import wire
 from services.core.chatroom import Caller, Chatroom
 from services.core.errors import ChatroomError, InvalidRequest
@@ -16,8 +16,6 @@ from services.metrics import ACKS, DELIVERIES, SESSIONS
 from services.status import abort, maps_errors
 
 SERVICE_NAME = chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name
-SUBSCRIBED_HEADER = "chatroom-subscribed"
-"""Sent as initial metadata once a subscription is accepted, before any note."""
 
 
 def add_to_server(servicer: ChatServicer, server: grpc.aio.Server) -> None:
@@ -65,7 +63,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):  # type: ignore[misc]
         acks = asyncio.create_task(_read_acks(request_iterator, session), name="read-acks")
         SESSIONS.inc()
         try:
-            await context.send_initial_metadata(((SUBSCRIBED_HEADER, session.group),))
+            await context.send_initial_metadata(((metadata.SUBSCRIBED, session.group),))
             async for batch in session.batches():
                 yield wire.stream_response(batch)
                 DELIVERIES.inc(len(batch))

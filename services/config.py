@@ -30,6 +30,9 @@ class Transport:
     keepalive_s: float = 20.0
     """Idle time before the server pings a client; a silent client is dropped one
     interval later, so a vanished client's sessions end within about twice this."""
+    min_client_ping_interval_s: float = 10.0
+    """Clients pinging more often than this are sent away (GOAWAY too_many_pings); the
+    client library pings every 20 s."""
     max_connection_age_s: float = 1800.0
     """Connections are closed (streams resume elsewhere) after this long, so that
     load spreads again over replicas behind one address; 0 disables."""

@@ -8,9 +8,11 @@ calls in flight get `shutdown_grace_s` to finish, pending acks are written.
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import signal
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager
 
@@ -35,8 +37,6 @@ SERVICE_NAMES = (
     chat_servicer.SERVICE_NAME,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
 )
-MIN_CLIENT_PING_INTERVAL_MS = 10_000
-"""Clients may ping this often (ours ping every 20 s) without being told to calm down."""
 CONNECTION_AGE_GRACE_MS = 5_000
 MAX_PENDING_REQUESTS = 20_000
 
@@ -55,7 +55,8 @@ def server_options(transport: Transport) -> list[tuple[str, int]]:
         ("grpc.http2.ping_timeout_ms", keepalive_ms),  # gRPC core times keepalive pings by this
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),  # idle streams need pings too
-        ("grpc.http2.min_recv_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_MS),
+        # How often a client may ping (ours: every 20 s) before it is told to calm down.
+        ("grpc.http2.min_ping_interval_without_data_ms", int(transport.min_client_ping_interval_s * 1000)),
         # Thousands of clients reconnecting at once (after a restart) must queue, not be refused.
         ("grpc.server.max_pending_requests", MAX_PENDING_REQUESTS),
         ("grpc.server.max_pending_requests_hard_limit", 2 * MAX_PENDING_REQUESTS),
@@ -158,11 +159,34 @@ def _bind(server: grpc.aio.Server, listen: str, credentials: grpc.ServerCredenti
             bound_port = server.add_insecure_port(listen)
         else:
             bound_port = server.add_secure_port(listen, credentials)
-    except RuntimeError as error:
-        raise BindError(f"cannot listen on {listen}: {error}") from None
+    except RuntimeError:
+        bound_port = 0
     if not bound_port:
-        raise BindError(f"cannot listen on {listen}: address in use or not valid")
+        raise BindError(f"cannot listen on {listen}: {_why_not_bindable(listen)}")
     return f"{host}:{bound_port}"
+
+
+def _why_not_bindable(listen: str) -> str:
+    """Says what gRPC's own message ("Failed to bind ... set GRPC_VERBOSITY=debug") does not."""
+    host, _, port = listen.rpartition(":")
+    if not port.isdigit() or not host:
+        return "give host:port, such as 127.0.0.1:50051 or 0.0.0.0:50051"
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+    except (OSError, OverflowError) as error:
+        return f"cannot resolve {host!r} ({error})"
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            try:
+                probe.bind(address)
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    return (
+                        f"port {port} is already in use (another chatroom server? 'chatctl server status'"
+                        " tells); stop it or choose another address with --listen"
+                    )
+                return f"{error.strerror or error} (is {host} an address of this machine?)"
+    return "gRPC refused the address"
 
 
 @contextmanager

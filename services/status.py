@@ -8,6 +8,7 @@ from typing import NoReturn, TypeVar
 
 import grpc
 
+from chatroom.v1 import metadata
 from services.core.errors import (
     ChatroomError,
     GroupExists,
@@ -38,6 +39,10 @@ def code_for(error: ChatroomError) -> grpc.StatusCode:
 
 
 async def abort(context: grpc.aio.ServicerContext, error: ChatroomError) -> NoReturn:
+    if isinstance(error, LimitExceeded) and error.retry_after_s is not None:
+        context.set_trailing_metadata(
+            ((metadata.RETRY_AFTER_MS, str(max(1, round(error.retry_after_s * 1000)))),)
+        )
     await context.abort(code_for(error), error.message)
     raise AssertionError("context.abort returned")  # pragma: no cover
 

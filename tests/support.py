@@ -19,7 +19,7 @@ from pathlib import Path
 
 import grpc
 
-from chatroom.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc
+from chatroom.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc, metadata
 
 TIMEOUT_S = 30.0
 NOTE_LINE = re.compile(r"^\[(?P<group>\S+) #(?P<seq>\d+) [\d:]+\] (?P<sender>[^:]+): (?P<text>.*)$")
@@ -295,7 +295,7 @@ class Stream:
     def subscribed(self) -> Stream:
         """Waits until the server has accepted the subscription."""
         headers = dict(self._responses.initial_metadata())
-        assert "chatroom-subscribed" in headers, self._responses.details()
+        assert metadata.SUBSCRIBED in headers, self._responses.details()
         return self
 
     def batch(self) -> list[chat_pb2.Note]:

@@ -149,7 +149,8 @@ class Chatroom:
         wait_s = self._rate.take(caller.member)
         if wait_s:
             raise LimitExceeded(
-                f"more than {self.settings.notes_per_second:g} notes per second; retry in {wait_s:.2f} s"
+                f"more than {self.settings.notes_per_second:g} notes per second; retry in {wait_s:.2f} s",
+                retry_after_s=wait_s,
             )
         new = NewNote(group, caller.member, text, now_us(), client_msg_id)
         result = await self._writer.append(new)

@@ -55,7 +55,10 @@ class GroupExists(ChatroomError):
 
 
 class LimitExceeded(ChatroomError):
-    pass
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        """When the same call can succeed again, for limits that pass with time (rates)."""
 
 
 class Unavailable(ChatroomError):

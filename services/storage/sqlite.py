@@ -10,6 +10,7 @@ function below is one transaction.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -111,6 +112,9 @@ class SqliteStore:
 
     def _migrate(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Notes are private: the file (and its -wal and -shm, which SQLite creates
+        # with the same mode) is the owner's alone, like the token files.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         connection = self._connection()
         for migration in migrations("sqlite"):
             (version,) = connection.execute("PRAGMA user_version").fetchone()

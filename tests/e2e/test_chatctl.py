@@ -191,6 +191,31 @@ def test_an_address_that_cannot_be_bound_is_one_line(chatctl: Chatctl, detach: s
     assert_one_line_error(result, expected)
 
 
+def test_a_port_in_use_says_so_and_what_to_do(team: Chatctl, tmp_path) -> None:
+    other = Chatctl(tmp_path / "other")
+    address = team.env["CHATROOM_SERVER"]
+    port = address.rpartition(":")[2]
+    result = other.run(f"server start --listen {address}", check=False)
+    assert_one_line_error(
+        result,
+        f"error: cannot listen on {address}: port {port} is already in use (another chatroom server?"
+        " 'chatctl server status' tells); stop it or choose another address with --listen",
+    )
+
+
+@pytest.mark.parametrize(
+    ("db", "line"),
+    [
+        ("mysql://root@localhost/chat", "error: cannot use --db 'mysql://root@localhost/chat': "),
+        ("sqlite:///x.db", "error: cannot use --db 'sqlite:///x.db': give SQLite as a file path"),
+    ],
+)
+def test_a_database_url_that_is_neither_sqlite_nor_postgres_is_one_line(
+    chatctl: Chatctl, db: str, line: str
+) -> None:
+    assert_one_line_error(chatctl.run(f"server start --listen 127.0.0.1:0 --db {db}", check=False), line)
+
+
 def test_an_unreachable_server_is_named_with_the_command_that_starts_one(chatctl: Chatctl) -> None:
     chatctl.env["CHATROOM_ADMIN_TOKEN"] = "whatever"
     for command in ("group list", "delivery show team", "token issue doug"):

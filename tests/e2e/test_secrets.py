@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+import pytest
 
 from chatroom.v1 import chat_pb2, chat_pb2_grpc
 from tests.e2e.conftest import Chatctl
@@ -17,15 +18,16 @@ def test_tokens_never_appear_in_logs_or_output(team: Chatctl) -> None:
     outputs.append(team.run("group add-members team --members erin"))
     outputs.append(team.run("token issue alice"))  # replaces alice's token; her console is refused
     outputs.append(team.run("delivery show team --json"))
-    with grpc.insecure_channel(team.env["CHATROOM_SERVER"]) as channel:
-        try:
-            chat_pb2_grpc.ChatServiceStub(channel).SendNote(
-                chat_pb2.SendNoteRequest(group="team", text="forged"),
-                metadata=bearer("bob.forged-secret"),
-                timeout=5,
-            )
-        except grpc.RpcError as error:
-            assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    with (
+        grpc.insecure_channel(team.env["CHATROOM_SERVER"]) as channel,
+        pytest.raises(grpc.RpcError) as forged,
+    ):
+        chat_pb2_grpc.ChatServiceStub(channel).SendNote(
+            chat_pb2.SendNoteRequest(group="team", text="forged"),
+            metadata=bearer("bob.forged-secret"),
+            timeout=5,
+        )
+    assert forged.value.code() == grpc.StatusCode.UNAUTHENTICATED
     team.run("client stop --all")
     team.run("server stop")
 
@@ -38,7 +40,8 @@ def test_tokens_never_appear_in_logs_or_output(team: Chatctl) -> None:
     leaks = [secret for secret in secrets for text in texts if secret.split(".")[-1] in text]
     assert leaks == []
 
-    for path in [team.home / "admin.token", *token_files]:
+    database = [team.home / name for name in ("chatroom.db", "chatroom.db-wal", "chatroom.db-shm")]
+    for path in [team.home / "admin.token", *token_files, *(path for path in database if path.exists())]:
         assert path.stat().st_mode & 0o777 == 0o600, path
     assert [p.name for p in token_files] == [
         "alice.token",

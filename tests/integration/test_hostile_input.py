@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chatroom.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc
+from chatroom.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc, metadata
 from tests.support import Admin, ServerProcess, bearer
 
 ALLOWED = {
@@ -72,7 +72,7 @@ def answer(call: Callable[[], Any]) -> grpc.StatusCode:
     return grpc.StatusCode.OK
 
 
-def metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+def token_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
     return () if token is None else bearer(token)
 
 
@@ -96,7 +96,7 @@ def test_admin_calls_answer_only_documented_codes(server, channel, identities, m
     @given(token=tokens_from(identities), group=names, members=name_lists)
     def check(token: str | None, group: str, members: list[str]) -> None:
         request = make(group, members)
-        code = answer(lambda: getattr(stub, method)(request, metadata=metadata(token), timeout=30))
+        code = answer(lambda: getattr(stub, method)(request, metadata=token_metadata(token), timeout=30))
         assert code in ALLOWED, code
 
     check()
@@ -110,7 +110,7 @@ def test_send_note_answers_only_documented_codes(server, channel, identities) ->
     @given(token=tokens_from(identities), group=names, text=texts, msg_id=st.text(max_size=300))
     def check(token: str | None, group: str, text: str, msg_id: str) -> None:
         request = chat_pb2.SendNoteRequest(group=group, text=text, client_msg_id=msg_id)
-        code = answer(lambda: stub.SendNote(request, metadata=metadata(token), timeout=30))
+        code = answer(lambda: stub.SendNote(request, metadata=token_metadata(token), timeout=30))
         assert code in ALLOWED, code
 
     check()
@@ -130,10 +130,10 @@ def test_chat_stream_answers_only_documented_codes(server, channel, identities) 
     @given(token=tokens_from(identities), first=firsts, later=acks)
     def check(token: str | None, first: chat_pb2.ChatStreamRequest, later: list[int]) -> None:
         requests = [first, *(chat_pb2.ChatStreamRequest(ack=chat_pb2.Ack(seq=seq)) for seq in later)]
-        call = stub.ChatStream(iter(requests), metadata=metadata(token), timeout=30)
+        call = stub.ChatStream(iter(requests), metadata=token_metadata(token), timeout=30)
 
         def open_then_leave() -> None:
-            if "chatroom-subscribed" in dict(call.initial_metadata()):
+            if metadata.SUBSCRIBED in dict(call.initial_metadata()):
                 call.cancel()  # accepted: a live stream, which we leave
                 return
             for _ in call:

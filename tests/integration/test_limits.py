@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from chatroom.v1 import admin_pb2
+from chatroom.v1 import admin_pb2, metadata
 from tests.support import TIMEOUT_S, Console, ServerProcess, Stream, send, storage_rows, wait_until
 
 
@@ -31,21 +31,27 @@ def limited(tmp_path: Path) -> Iterator[ServerProcess]:
     server.stop()
 
 
-def exhausted(server: ServerProcess, call: object) -> str:
+def refusal(server: ServerProcess, call: object) -> grpc.RpcError:
     before = storage_rows(server)
     with pytest.raises(grpc.RpcError) as refused:
         call()  # type: ignore[operator]
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert storage_rows(server) == before
-    return str(refused.value.details())
+    return refused.value
+
+
+def exhausted(server: ServerProcess, call: object) -> str:
+    return str(refusal(server, call).details())
 
 
 def test_a_member_sending_too_fast_is_told_when_to_retry(limited: ServerProcess) -> None:
     with limited.channel() as channel:
         tokens = limited.admin(channel).create_group("team", ["alice", "bob"])
         assert [send(channel, tokens["alice"], "team", f"n{i}").seq for i in range(3)] == [1, 2, 3]
-        message = exhausted(limited, lambda: send(channel, tokens["alice"], "team", "one too many"))
-        assert message.startswith("more than 1 notes per second; retry in ")
+        refused = refusal(limited, lambda: send(channel, tokens["alice"], "team", "one too many"))
+        assert refused.details().startswith("more than 1 notes per second; retry in ")
+        retry_after_ms = int(dict(refused.trailing_metadata())[metadata.RETRY_AFTER_MS])
+        assert 0 < retry_after_ms <= 1000
         assert send(channel, tokens["bob"], "team", "bob has his own bucket").seq == 4
 
 
