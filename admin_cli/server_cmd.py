@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
+import inspect
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_type_hints
 
 import typer
-from typer.core import TyperOption
 
 from admin_cli import processes
 from admin_cli.admin_api import health_status
 from admin_cli.output import duration, fail, info, print_json, table
 from admin_cli.output import out as console
 from admin_cli.settings import Json, client_tls, state_dir
-from services.config import DEFAULT_LISTEN, DEFAULT_SHUTDOWN_GRACE_S, ServerConfig, ServerTls, Transport
-from services.core.chatroom import ChatroomSettings
-from services.core.errors import ChatroomError
-from services.logs import LogFormat
+from services.config import Option, server_options
 from services.state_dir import default_db, ensure_admin_token
 
 app = typer.Typer(help="Run the chatroom server.", no_args_is_help=True)
@@ -28,14 +24,8 @@ app = typer.Typer(help="Run the chatroom server.", no_args_is_help=True)
 READY_TIMEOUT_S = 30.0
 RECORD_FILE = "server.json"
 LOG_FILE = "server.log"
-DEFAULTS = ChatroomSettings()
-TRANSPORT = Transport()
-
-NETWORK, LIMITS, TLS_PANEL = "Network", "Limits", "TLS (plaintext unless a certificate is given)"
-
-
-def _option(envvar: str, help: str, panel: str | None = None, **kwargs: Any) -> Any:
-    return typer.Option(envvar=envvar, help=help, rich_help_panel=panel, **kwargs)
+STOP_TIMEOUT_S = 15.0
+"""Longer than the default shutdown grace (10 s), so that a drain is not cut short."""
 
 
 def record_path() -> Path:
@@ -47,92 +37,51 @@ def running_server() -> processes.ProcessRecord | None:
     return record if record is not None and record.alive else None
 
 
+def _typer_option(option: Option) -> inspect.Parameter:
+    """The declared option as a Typer parameter: its flag, variable, help, limit and default."""
+    metadata = option.field.metadata
+    kind: Any = get_type_hints(option.owner)[option.field.name]
+    if metadata["parse"] is not None:  # given as text (a duration), checked where it is declared
+        kind = str | None
+    declared = typer.Option(
+        option.flag,
+        envvar=option.envvar,
+        help=option.help,
+        rich_help_panel=metadata["panel"] or None,
+        min=metadata["min"] if metadata["parse"] is None else None,
+        metavar=metadata["metavar"],
+        show_default=option.field.default not in (None, ""),
+    )
+    return inspect.Parameter(
+        option.name,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=option.field.default,
+        annotation=Annotated[kind, declared],
+    )
+
+
+def with_server_options(command: Any) -> Any:
+    """Gives command (which takes **options) a keyword parameter for every declared server option."""
+    signature = inspect.signature(command)
+    hints = get_type_hints(command, include_extras=True)
+    own = [
+        parameter.replace(annotation=hints[parameter.name])
+        for parameter in signature.parameters.values()
+        if parameter.kind is not inspect.Parameter.VAR_KEYWORD
+    ]
+    parameters = own + [_typer_option(option) for option in server_options()]
+    command.__signature__ = signature.replace(parameters=parameters)
+    command.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}
+    return command
+
+
 @app.command(epilog="Example: chatctl server start --detach && chatctl group create team --members alice,bob")
+@with_server_options
 def start(
-    ctx: typer.Context,
     detach: Annotated[
         bool, typer.Option("--detach", "-d", help="Run in the background (log in the state directory).")
     ] = False,
-    db: Annotated[
-        str | None,
-        _option(
-            "CHATROOM_DB", "A SQLite file or a postgresql:// URL. Default: SQLite in the state directory."
-        ),
-    ] = None,
-    log_format: Annotated[LogFormat, _option("CHATROOM_LOG_FORMAT", "plain or json.")] = "plain",
-    listen: Annotated[str, _option("CHATROOM_LISTEN", "host:port to listen on.", NETWORK)] = DEFAULT_LISTEN,
-    health_listen: Annotated[
-        str,
-        _option(
-            "CHATROOM_HEALTH_LISTEN", "host:port serving only health, in plaintext; empty: off.", NETWORK
-        ),
-    ] = "",
-    metrics_listen: Annotated[
-        str, _option("CHATROOM_METRICS_LISTEN", "host:port for Prometheus /metrics; empty: off.", NETWORK)
-    ] = "",
-    keepalive: Annotated[
-        float, _option("CHATROOM_KEEPALIVE", "Seconds between pings to idle clients.", NETWORK, min=1)
-    ] = TRANSPORT.keepalive_s,
-    min_client_ping_interval: Annotated[
-        float,
-        _option(
-            "CHATROOM_MIN_CLIENT_PING_INTERVAL",
-            "Seconds a client must leave between keepalive pings.",
-            NETWORK,
-            min=0.1,
-        ),
-    ] = TRANSPORT.min_client_ping_interval_s,
-    max_connection_age: Annotated[
-        float,
-        _option(
-            "CHATROOM_MAX_CONNECTION_AGE",
-            "Seconds before a connection is recycled; 0: never.",
-            NETWORK,
-            min=0,
-        ),
-    ] = TRANSPORT.max_connection_age_s,
-    shutdown_grace: Annotated[
-        float, _option("CHATROOM_SHUTDOWN_GRACE", "Seconds unary calls get on shutdown.", NETWORK, min=0)
-    ] = DEFAULT_SHUTDOWN_GRACE_S,
-    max_message_bytes: Annotated[
-        int, _option("CHATROOM_MAX_MESSAGE_BYTES", "Largest request accepted.", LIMITS, min=1024)
-    ] = TRANSPORT.max_message_bytes,
-    max_text_bytes: Annotated[
-        int, _option("CHATROOM_MAX_TEXT_BYTES", "Longest note text in bytes.", LIMITS, min=1)
-    ] = DEFAULTS.max_text_bytes,
-    max_unacked: Annotated[
-        int, _option("CHATROOM_MAX_UNACKED", "Notes a session may be sent beyond its cursor.", LIMITS, min=1)
-    ] = DEFAULTS.max_unacked,
-    max_sessions_per_member: Annotated[
-        int, _option("CHATROOM_MAX_SESSIONS_PER_MEMBER", "Open streams per member.", LIMITS, min=1)
-    ] = DEFAULTS.max_sessions_per_member,
-    notes_per_second: Annotated[
-        float,
-        _option("CHATROOM_NOTES_PER_SECOND", "Average notes a member may send a second.", LIMITS, min=0.01),
-    ] = DEFAULTS.notes_per_second,
-    note_burst: Annotated[
-        int, _option("CHATROOM_NOTE_BURST", "Notes a member may send at once.", LIMITS, min=1)
-    ] = DEFAULTS.note_burst,
-    max_group_members: Annotated[
-        int, _option("CHATROOM_MAX_GROUP_MEMBERS", "Members per group.", LIMITS, min=1)
-    ] = DEFAULTS.max_group_members,
-    max_groups: Annotated[int, _option("CHATROOM_MAX_GROUPS", "Groups per server.", LIMITS, min=1)] = (
-        DEFAULTS.max_groups
-    ),
-    ack_flush_interval: Annotated[
-        float,
-        _option("CHATROOM_ACK_FLUSH_INTERVAL", "Seconds an ack may wait to be written.", LIMITS, min=0.001),
-    ] = DEFAULTS.ack_flush_interval_s,
-    tls_cert: Annotated[
-        Path | None, _option("CHATROOM_TLS_CERT", "Server certificate chain (PEM).", TLS_PANEL)
-    ] = None,
-    tls_key: Annotated[
-        Path | None, _option("CHATROOM_TLS_KEY", "Server private key (PEM).", TLS_PANEL)
-    ] = None,
-    tls_client_ca: Annotated[
-        Path | None,
-        _option("CHATROOM_TLS_CLIENT_CA", "Require client certificates signed by this CA (PEM).", TLS_PANEL),
-    ] = None,
+    **options: Any,
 ) -> None:
     """Start the server: in the foreground, or in the background with --detach."""
     existing = running_server()
@@ -141,74 +90,59 @@ def start(
             f"a server is already running from {state_dir()} (pid {existing.pid},"
             f" {existing.details.get('address')}): stop it with 'chatctl server stop'"
         )
-    if (tls_cert is None) != (tls_key is None):
-        fail("TLS needs both --tls-cert and --tls-key")
-    if tls_client_ca is not None and tls_cert is None:
-        fail("--tls-client-ca needs --tls-cert and --tls-key")
-    if db is not None:
-        from services.storage import check_db
-
-        try:
-            check_db(db)
-        except ValueError as error:
-            fail(str(error))
-    home = state_dir()
-    home.mkdir(parents=True, exist_ok=True)
+    config = _config(options)
+    state_dir().mkdir(parents=True, exist_ok=True)
     if detach:
-        record = start_detached(_forwarded_options(ctx, skip={"detach"}))
+        record = start_detached(_as_flags(options))
         info(f"server started: pid {record.pid}, listening on {record.details['address']}, log {record.log}")
         return
-    config = ServerConfig(
-        db=db or default_db(home),
-        admin_token=os.environ.get("CHATROOM_ADMIN_TOKEN") or ensure_admin_token(home),
-        listen=listen,
-        tls=ServerTls(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None,
-        health_listen=health_listen,
-        metrics_listen=metrics_listen,
-        shutdown_grace_s=shutdown_grace,
-        transport=Transport(max_message_bytes, keepalive, min_client_ping_interval, max_connection_age),
-        chatroom=ChatroomSettings(
-            max_text_bytes=max_text_bytes,
-            max_unacked=max_unacked,
-            ack_flush_interval_s=ack_flush_interval,
-            max_sessions_per_member=max_sessions_per_member,
-            notes_per_second=notes_per_second,
-            note_burst=note_burst,
-            max_group_members=max_group_members,
-            max_groups=max_groups,
-        ),
-    )
-    _run_foreground(config, log_format)
+    _run_foreground(config)
 
 
-def _forwarded_options(ctx: typer.Context, skip: set[str]) -> list[str]:
-    """The options this command was given (or read from the environment), as flags."""
-    options = []
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name or "")
-        if not isinstance(param, TyperOption) or param.name in skip or value in (None, ""):
-            continue
-        if param.is_flag:
-            options += [param.opts[0]] if value else []
-        else:
-            options.append(f"{param.opts[0]}={value}")
-    return options
+def _config(options: dict[str, Any]) -> Any:
+    """The ServerConfig these options make, or one line saying what is wrong with them."""
+    from services.config import config_from_options
+    from services.storage import check_db
+
+    values = dict(options)
+    try:
+        for option in server_options():
+            parse = option.field.metadata["parse"]
+            if parse is not None and values.get(option.name) is not None:
+                values[option.name] = parse(values[option.name])
+        values["db"] = check_db(values.get("db") or default_db(state_dir()))
+        token = os.environ.get("CHATROOM_ADMIN_TOKEN") or ensure_admin_token(state_dir())
+        return config_from_options(token, values)
+    except ValueError as error:
+        fail(str(error))
 
 
-def _run_foreground(config: ServerConfig, log_format: LogFormat) -> None:
+def _as_flags(options: dict[str, Any]) -> list[str]:
+    """The options given (or read from the environment), as flags for a server process of its own."""
+    return [
+        f"{option.flag}={options[option.name]}"
+        for option in server_options()
+        if options.get(option.name) not in (None, "", option.field.default)
+    ]
+
+
+def _run_foreground(config: Any) -> None:
+    import asyncio
+
     from services import logs
-    from services.server import BindError, serve
+    from services.core.errors import ChatroomError
+    from services.server import BindError, ChatServer, serve
 
-    logs.configure(log_format)
+    logs.configure(config.log_format)
     path = record_path()
 
-    def on_ready(address: str) -> None:
+    def on_ready(server: ChatServer) -> None:
         log = os.environ.get("CHATROOM_SERVER_LOG", "")
         details = {
-            "address": address,
+            "address": server.address,
             "db": config.db,
             "tls": config.tls.describe() if config.tls else None,
-            "health_address": config.health_listen or None,
+            "health_address": server.health_address or None,
         }
         processes.ProcessRecord.of("server", os.getpid(), log, **details).save(path)
 
@@ -248,7 +182,7 @@ def _last_line(log: Path) -> str:
 def stop(
     timeout: Annotated[
         float, typer.Option(min=0, help="Seconds to wait after SIGTERM before SIGKILL.")
-    ] = DEFAULT_SHUTDOWN_GRACE_S + 5,
+    ] = STOP_TIMEOUT_S,
 ) -> None:
     """Stop the server started from this state directory (SIGTERM, then wait)."""
     record = processes.ProcessRecord.load(record_path())

@@ -2,26 +2,38 @@
 
 from __future__ import annotations
 
-import grpc
+from typing import TypeVar
 
-from chatroom.v1 import admin_pb2, admin_pb2_grpc
+import grpc
+from google.protobuf.message import Message
+
+from chatroom.v1 import admin_pb2
 from services import wire
 from services.core.chatroom import Chatroom
+from services.handlers import Malformed, add_service, parsed
 from services.status import maps_errors
 
+SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"]
+M = TypeVar("M", bound=Message)
 
-class AdminServicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
+
+class AdminServicer:
     def __init__(self, chatroom: Chatroom) -> None:
         self._chatroom = chatroom
 
-    async def _admit(self, context: grpc.aio.ServicerContext) -> None:
+    def add_to(self, server: grpc.aio.Server) -> None:
+        add_service(server, self, SERVICE)
+
+    async def _admit(self, request: M | Malformed, context: grpc.aio.ServicerContext) -> M:
+        """Identity first, then syntax: an unparsable request from a stranger says nothing."""
         await self._chatroom.authenticate_admin(wire.bearer_token(context))
+        return parsed(request)
 
     @maps_errors
     async def CreateGroup(
-        self, request: admin_pb2.CreateGroupRequest, context: grpc.aio.ServicerContext
+        self, request: admin_pb2.CreateGroupRequest | Malformed, context: grpc.aio.ServicerContext
     ) -> admin_pb2.CreateGroupResponse:
-        await self._admit(context)
+        request = await self._admit(request, context)
         result = await self._chatroom.create_group(request.group, request.members)
         return admin_pb2.CreateGroupResponse(
             group=wire.group(result.group), credentials=wire.credentials(result.credentials)
@@ -29,33 +41,33 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
 
     @maps_errors
     async def GetGroup(
-        self, request: admin_pb2.GetGroupRequest, context: grpc.aio.ServicerContext
+        self, request: admin_pb2.GetGroupRequest | Malformed, context: grpc.aio.ServicerContext
     ) -> admin_pb2.GetGroupResponse:
-        await self._admit(context)
+        request = await self._admit(request, context)
         info = await self._chatroom.get_group(request.group)
         return admin_pb2.GetGroupResponse(group=wire.group(info))
 
     @maps_errors
     async def ListGroups(
-        self, request: admin_pb2.ListGroupsRequest, context: grpc.aio.ServicerContext
+        self, request: admin_pb2.ListGroupsRequest | Malformed, context: grpc.aio.ServicerContext
     ) -> admin_pb2.ListGroupsResponse:
-        await self._admit(context)
+        request = await self._admit(request, context)
         groups = await self._chatroom.list_groups()
         return admin_pb2.ListGroupsResponse(groups=[wire.group(info) for info in groups])
 
     @maps_errors
     async def DeleteGroup(
-        self, request: admin_pb2.DeleteGroupRequest, context: grpc.aio.ServicerContext
+        self, request: admin_pb2.DeleteGroupRequest | Malformed, context: grpc.aio.ServicerContext
     ) -> admin_pb2.DeleteGroupResponse:
-        await self._admit(context)
+        request = await self._admit(request, context)
         await self._chatroom.delete_group(request.group)
         return admin_pb2.DeleteGroupResponse()
 
     @maps_errors
     async def AddMembers(
-        self, request: admin_pb2.AddMembersRequest, context: grpc.aio.ServicerContext
+        self, request: admin_pb2.AddMembersRequest | Malformed, context: grpc.aio.ServicerContext
     ) -> admin_pb2.AddMembersResponse:
-        await self._admit(context)
+        request = await self._admit(request, context)
         result = await self._chatroom.add_members(request.group, request.members)
         return admin_pb2.AddMembersResponse(
             group=wire.group(result.group), credentials=wire.credentials(result.credentials)
@@ -63,23 +75,23 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
 
     @maps_errors
     async def RemoveMembers(
-        self, request: admin_pb2.RemoveMembersRequest, context: grpc.aio.ServicerContext
+        self, request: admin_pb2.RemoveMembersRequest | Malformed, context: grpc.aio.ServicerContext
     ) -> admin_pb2.RemoveMembersResponse:
-        await self._admit(context)
+        request = await self._admit(request, context)
         info = await self._chatroom.remove_members(request.group, request.members)
         return admin_pb2.RemoveMembersResponse(group=wire.group(info))
 
     @maps_errors
     async def ListUnread(
-        self, request: admin_pb2.ListUnreadRequest, context: grpc.aio.ServicerContext
+        self, request: admin_pb2.ListUnreadRequest | Malformed, context: grpc.aio.ServicerContext
     ) -> admin_pb2.ListUnreadResponse:
-        await self._admit(context)
+        request = await self._admit(request, context)
         return wire.delivery(await self._chatroom.list_unread(request.group))
 
     @maps_errors
     async def IssueToken(
-        self, request: admin_pb2.IssueTokenRequest, context: grpc.aio.ServicerContext
+        self, request: admin_pb2.IssueTokenRequest | Malformed, context: grpc.aio.ServicerContext
     ) -> admin_pb2.IssueTokenResponse:
-        await self._admit(context)
+        request = await self._admit(request, context)
         credential = await self._chatroom.issue_token(request.member)
         return admin_pb2.IssueTokenResponse(member=credential.member, token=credential.token)

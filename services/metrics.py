@@ -1,7 +1,10 @@
 """Prometheus metrics, served on a port of their own when --metrics-listen is set.
 
-Label sets are bounded: RPC methods and status codes are fixed lists, and the
-unread backlog is reported for the groups with the largest backlog only.
+Counted at the edges: RPCs by the interceptor, deliveries and acks by the
+servicer, storage by the metered store; what the core tallies itself (retention,
+background task failures) is read from it at each scrape. Label sets are
+bounded: RPC methods and status codes are fixed lists, and the unread backlog
+is reported for the groups with the largest backlog only.
 """
 
 from __future__ import annotations
@@ -9,17 +12,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-from services.core.errors import ChatroomError
-
-if TYPE_CHECKING:  # both import this module
+if TYPE_CHECKING:
     from services.config import ServerTls
-    from services.storage.base import Store
+    from services.core.chatroom import Chatroom
+    from services.core.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +34,7 @@ DELIVERIES = Counter("chatroom_deliveries", "Notes sent on subscriber streams.",
 ACKS = Counter("chatroom_acks", "Acks received on subscriber streams.", registry=REGISTRY)
 SESSIONS = Gauge("chatroom_sessions", "Subscriber streams open on this server.", registry=REGISTRY)
 STORAGE_ERRORS = Counter("chatroom_storage_errors", "Storage operations that failed.", registry=REGISTRY)
+HISTORY_CALLS = Counter("chatroom_history_calls", "ListNotes calls answered.", registry=REGISTRY)
 UNREAD = Gauge(
     "chatroom_unread_notes",
     "Unread notes summed over a group's members, for the groups with the largest backlog.",
@@ -71,13 +76,46 @@ async def sample_unread_forever(store: Store) -> None:
     while True:
         try:
             totals = await store.unread_totals(UNREAD_TOP_GROUPS)
-        except ChatroomError as error:
+        except Exception as error:
             log.warning("could not sample unread backlog: %s", error)
         else:
             UNREAD.clear()
             for group, unread in totals.items():
                 UNREAD.labels(group).set(unread)
         await asyncio.sleep(UNREAD_SAMPLE_INTERVAL_S)
+
+
+class CoreCollector(Collector):
+    """What the core tallies itself, read at each scrape."""
+
+    def __init__(self, chatroom: Chatroom) -> None:
+        self._chatroom = chatroom
+
+    def collect(self) -> Iterator[Metric]:
+        deleted = CounterMetricFamily(
+            "chatroom_notes_deleted", "Notes deleted by retention, by limit.", labels=["reason"]
+        )
+        for reason, count in sorted(self._chatroom.retention.deleted.items()):
+            deleted.add_metric([reason], count)
+        yield deleted
+        lost = CounterMetricFamily(
+            "chatroom_notes_lost_to_retention", "Notes deleted by the hard limit before a member read them."
+        )
+        lost.add_metric([], self._chatroom.retention.lost)
+        yield lost
+        catchups = CounterMetricFamily(
+            "chatroom_catchups", "Groups caught up from storage (notes committed elsewhere, or uncertain)."
+        )
+        catchups.add_metric([], self._chatroom.catchup.handled)
+        yield catchups
+        failures = CounterMetricFamily(
+            "chatroom_background_task_failures",
+            "Errors a background task survived, by task.",
+            labels=["task"],
+        )
+        for task, count in sorted(self._chatroom.tasks.failures.items()):
+            failures.add_metric([task], count)
+        yield failures
 
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]

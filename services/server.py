@@ -1,8 +1,17 @@
-"""The chatroom server process: gRPC services, health, reflection and shutdown.
+"""The chatroom server: gRPC services, health, reflection, metrics and draining.
 
-Shutdown on SIGTERM or SIGINT: health turns NOT_SERVING at once, open streams
-end with UNAVAILABLE (clients reconnect and resume from their cursor), unary
-calls in flight get `shutdown_grace_s` to finish, pending acks are written.
+`ChatServer` is the server itself — start it, stop it — with no signal
+handling, so that the same server runs in a test, in a process or embedded in
+another program. `serve()` is the process: it runs a ChatServer until SIGTERM
+or SIGINT, then stops it gracefully; a second SIGINT during the drain stops
+at once.
+
+Stopping: health turns NOT_SERVING at once, open streams end with UNAVAILABLE
+(clients reconnect and resume from their cursor), unary calls in flight get
+`shutdown_grace_s` to finish, pending acks are written. Health also says
+NOT_SERVING while storage is unusable, except for the "liveness" service,
+which stays SERVING while the process runs (what a liveness probe should ask:
+a database outage is no reason to restart the server).
 """
 
 from __future__ import annotations
@@ -15,30 +24,33 @@ import signal
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager
+from functools import partial
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
-from chatroom.v1 import admin_pb2, admin_pb2_grpc
-from services import chat_servicer
+from services import admin_servicer, chat_servicer
 from services.admin_servicer import AdminServicer
 from services.chat_servicer import ChatServicer
 from services.config import ServerConfig, ServerTls, Transport
 from services.core.chatroom import Chatroom
 from services.health import DrainingHealthServicer
-from services.metrics import MetricsInterceptor, sample_unread_forever, serve_metrics
+from services.metered_store import metered
+from services.metrics import REGISTRY, CoreCollector, MetricsInterceptor, sample_unread_forever, serve_metrics
 from services.reflection import DocumentedReflection
 from services.storage import open_store
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAMES = (
-    chat_servicer.SERVICE_NAME,
-    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
-)
+SERVICE_NAMES = (chat_servicer.SERVICE.full_name, admin_servicer.SERVICE.full_name)
+LIVENESS = "liveness"
+"""A health service that is SERVING as long as the process serves at all."""
 CONNECTION_AGE_GRACE_MS = 5_000
 MAX_PENDING_REQUESTS = 20_000
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 class BindError(RuntimeError):
@@ -69,69 +81,140 @@ def server_options(transport: Transport) -> list[tuple[str, int]]:
     return options
 
 
-async def serve(config: ServerConfig, on_ready: Callable[[str], None] | None = None) -> None:
-    """Runs until SIGTERM or SIGINT; on_ready gets the bound address."""
-    async with AsyncExitStack() as stack:
-        # First of all, so that a signal at any later moment means a clean stop.
-        stop = stack.enter_context(_stop_on_signals())
-        chatroom = Chatroom(open_store(config.db), config.admin_token, config.chatroom)
-        await chatroom.start()
-        stack.push_async_callback(chatroom.close)
+class ChatServer:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.address = ""
+        self.health_address = ""
+        store = open_store(config.db)
+        self.chatroom = Chatroom(
+            metered(store) if config.metrics_listen else store, config.admin_token, config.chatroom
+        )
+        self._health = DrainingHealthServicer()
+        self._servers: list[grpc.aio.Server] = []
+        self._stack = AsyncExitStack()
+
+    async def start(self) -> str:
+        """Opens storage, binds, serves; returns the bound address. On failure nothing is left running."""
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self.address
+
+    async def _start(self) -> None:
+        config = self.config
+        await self.chatroom.start()
+        self._stack.push_async_callback(self.chatroom.close)
         if config.metrics_listen:
-            try:
-                stop_metrics = serve_metrics(config.metrics_listen, config.tls)
-            except OSError as error:
-                raise BindError(f"cannot serve metrics on {config.metrics_listen}: {error}") from None
-            stack.push_async_callback(asyncio.to_thread, stop_metrics)
-            sampler = asyncio.create_task(sample_unread_forever(chatroom.store), name="unread-sampler")
-            stack.push_async_callback(_cancel, sampler)
-        await _serve(chatroom, config, stop, on_ready)
+            self._serve_metrics()
+        interceptors = [MetricsInterceptor()] if config.metrics_listen else []
+        server = grpc.aio.server(options=server_options(config.transport), interceptors=interceptors)
+        ChatServicer(self.chatroom).add_to(server)
+        AdminServicer(self.chatroom).add_to(server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        names = (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(DocumentedReflection(names), server)
+        self._servers = [server]
+        self.address = _bind(server, config.listen, await _credentials(config.tls))
+        if config.health_listen:
+            health_only = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+            health_pb2_grpc.add_HealthServicer_to_server(self._health, health_only)
+            self.health_address = _bind(health_only, config.health_listen, None)
+            self._servers.append(health_only)
+        for each in self._servers:
+            await each.start()
+        self._stack.push_async_callback(self._stop_servers, 0)
+        await self._health.set(LIVENESS, SERVING)
+        await self._set_health(self.chatroom.storage_available)
+        self.chatroom.watch_storage(self._set_health)
+        security = config.tls.describe() if config.tls else "plaintext"
+        log.info("chatroom listening on %s (%s), storage %r", self.address, security, self.chatroom.store)
+        if config.health_listen:
+            log.info("health only, plaintext, on %s", self.health_address)
+
+    def _serve_metrics(self) -> None:
+        try:
+            stop_metrics = serve_metrics(self.config.metrics_listen, self.config.tls)
+        except OSError as error:
+            raise BindError(f"cannot serve metrics on {self.config.metrics_listen}: {error}") from None
+        self._stack.push_async_callback(asyncio.to_thread, stop_metrics)
+        collector = CoreCollector(self.chatroom)
+        REGISTRY.register(collector)
+        self._stack.callback(REGISTRY.unregister, collector)
+        self.chatroom.tasks.start("unread-sampler", partial(sample_unread_forever, self.chatroom.store))
+
+    async def _set_health(self, available: bool) -> None:
+        if self._health.draining:
+            return
+        for service in ("", *SERVICE_NAMES):
+            await self._health.set(service, SERVING if available else NOT_SERVING)
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Drains (health NOT_SERVING, streams end, unary calls get grace_s) and closes."""
+        grace = self.config.shutdown_grace_s if grace_s is None else grace_s
+        log.info("shutting down: draining unary calls for up to %.0f s", grace)
+        await self._health.enter_graceful_shutdown()
+        self.chatroom.end_sessions()
+        await self._stop_servers(grace)
+        await self._stack.aclose()
+        log.info("stopped")
+
+    async def stop_now(self) -> None:
+        """Cuts a drain short: calls still running are cancelled."""
+        await self._stop_servers(0)
+
+    async def _stop_servers(self, grace_s: float) -> None:
+        await asyncio.gather(*(each.stop(grace_s) for each in self._servers))
 
 
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+async def serve(config: ServerConfig, on_ready: Callable[[ChatServer], None] | None = None) -> None:
+    """Runs a server until SIGTERM or SIGINT; a second SIGINT cuts the drain short."""
+    with _signals() as received:
+        server = ChatServer(config)
+        starting = asyncio.ensure_future(server.start())
+        if await _signal_first(starting, received) is not None:
+            starting.cancel()  # a signal during start-up: stop cleanly all the same
+            await asyncio.gather(starting, return_exceptions=True)
+            return
+        starting.result()
+        # What start-up allocated lives as long as the server: keep the collector off it,
+        # so that its pauses (and the tail latency they cause) stay short.
+        gc.freeze()
+        if on_ready is not None:
+            on_ready(server)
+        await received.get()
+        stopping = asyncio.ensure_future(server.stop())
+        while (signum := await _signal_first(stopping, received)) is not None:
+            if signum == signal.SIGINT:
+                log.info("interrupted again: stopping at once")
+                await server.stop_now()
+        stopping.result()
 
 
-async def _serve(
-    chatroom: Chatroom, config: ServerConfig, stop: asyncio.Event, on_ready: Callable[[str], None] | None
-) -> None:
-    interceptors = [MetricsInterceptor()] if config.metrics_listen else []
-    server = grpc.aio.server(options=server_options(config.transport), interceptors=interceptors)
-    chat_servicer.add_to_server(ChatServicer(chatroom), server)
-    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(chatroom), server)
-    health_servicer = DrainingHealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
-        DocumentedReflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)), server
-    )
-    servers = [server]
-    address = _bind(server, config.listen, await _credentials(config.tls))
-    if config.health_listen:
-        health_only = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_only)
-        health_address = _bind(health_only, config.health_listen, None)
-        servers.append(health_only)
-    for each in servers:
-        await each.start()
-    for service in ("", *SERVICE_NAMES):
-        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    # What start-up allocated lives as long as the server: keep the collector off it,
-    # so that its pauses (and the tail latency they cause) stay short.
-    gc.freeze()
-    security = config.tls.describe() if config.tls else "plaintext"
-    log.info("chatroom listening on %s (%s), storage %r", address, security, chatroom.store)
-    if config.health_listen:
-        log.info("health only, plaintext, on %s", health_address)
-    if on_ready is not None:
-        on_ready(address)
+async def _signal_first(work: asyncio.Future[Any], received: asyncio.Queue[int]) -> int | None:
+    """Waits until work is done or a signal comes; returns the signal if it came first."""
+    arrival = asyncio.ensure_future(received.get())
+    await asyncio.wait({work, arrival}, return_when=asyncio.FIRST_COMPLETED)
+    if arrival.done():
+        return arrival.result()
+    arrival.cancel()
+    return None
 
-    await stop.wait()
-    log.info("shutting down: draining unary calls for up to %.0f s", config.shutdown_grace_s)
-    await health_servicer.enter_graceful_shutdown()
-    chatroom.end_sessions()
-    await asyncio.gather(*(each.stop(config.shutdown_grace_s) for each in servers))
-    log.info("stopped")
+
+@contextmanager
+def _signals() -> Iterator[asyncio.Queue[int]]:
+    """SIGTERM and SIGINT as they arrive; installed first, so that no moment of start-up misses one."""
+    received: asyncio.Queue[int] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, received.put_nowait, signum)
+    try:
+        yield received
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
 
 
 async def _credentials(tls: ServerTls | None) -> grpc.ServerCredentials | None:
@@ -187,16 +270,3 @@ def _why_not_bindable(listen: str) -> str:
                     )
                 return f"{error.strerror or error} (is {host} an address of this machine?)"
     return "gRPC refused the address"
-
-
-@contextmanager
-def _stop_on_signals() -> Iterator[asyncio.Event]:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        yield stop
-    finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)

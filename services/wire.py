@@ -9,7 +9,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from chatroom.v1 import admin_pb2, chat_pb2
 from services.core.chatroom import Credential
-from services.core.model import Delivery, GroupInfo, Note
+from services.core.model import Delivery, GroupInfo, History, Note
+from services.core.session import Gap
 
 
 def timestamp(us: int) -> Timestamp:
@@ -28,32 +29,48 @@ def note(value: Note) -> chat_pb2.Note:
     )
 
 
-ENCODED_NOTES_KEPT = 8192
-_encoded: dict[tuple[str, int], bytes] = {}
+def history(value: History) -> chat_pb2.ListNotesResponse:
+    return chat_pb2.ListNotesResponse(
+        notes=[note(each) for each in value.notes], first_seq=value.first_seq, has_more=value.has_more
+    )
 
 
-def stream_response(batch: list[Note]) -> bytes:
-    """A serialized ChatStreamResponse, each note encoded once for all its readers.
+def gap(value: Gap) -> bytes:
+    message = chat_pb2.Gap(first_seq=value.first_seq, last_seq=value.last_seq, reason=value.reason)
+    return chat_pb2.ChatStreamResponse(gap=message).SerializeToString()
+
+
+class NoteEncoder:
+    """Serialized ChatStreamResponses, each note encoded once for all its readers.
 
     Repeated fields concatenate, so a response with many notes is the
     concatenation of one-note responses; fan-out to a thousand sessions
     thereby costs one encoding per note instead of a thousand."""
-    return b"".join([_encoded_note(each) for each in batch])
 
+    KEPT = 8192
 
-def _encoded_note(value: Note) -> bytes:
-    key = (value.group, value.seq)
-    encoded = _encoded.get(key)
-    if encoded is None:
-        if len(_encoded) >= ENCODED_NOTES_KEPT:
-            for stale in list(itertools.islice(_encoded, ENCODED_NOTES_KEPT // 2)):
-                del _encoded[stale]
-        encoded = _encoded[key] = chat_pb2.ChatStreamResponse(notes=[note(value)]).SerializeToString()
-    return encoded
+    def __init__(self) -> None:
+        self._encoded: dict[tuple[str, int], bytes] = {}
+
+    def response(self, batch: list[Note]) -> bytes:
+        return b"".join([self._encoded_note(each) for each in batch])
+
+    def _encoded_note(self, value: Note) -> bytes:
+        key = (value.group, value.seq)
+        encoded = self._encoded.get(key)
+        if encoded is None:
+            if len(self._encoded) >= self.KEPT:
+                for stale in list(itertools.islice(self._encoded, self.KEPT // 2)):
+                    del self._encoded[stale]
+            encoded = chat_pb2.ChatStreamResponse(notes=[note(value)]).SerializeToString()
+            self._encoded[key] = encoded
+        return encoded
 
 
 def group(value: GroupInfo) -> admin_pb2.Group:
-    return admin_pb2.Group(group=value.group, members=value.members, head_seq=value.head_seq)
+    return admin_pb2.Group(
+        group=value.group, members=value.members, head_seq=value.head_seq, first_seq=value.first_seq
+    )
 
 
 def credentials(values: tuple[Credential, ...]) -> list[admin_pb2.MemberCredential]:
@@ -71,6 +88,7 @@ def delivery(value: Delivery) -> admin_pb2.ListUnreadResponse:
                 unread_count=m.unread_count,
                 online_sessions=m.online_sessions,
                 last_seen=None if m.last_seen_us is None else timestamp(m.last_seen_us),
+                lost_to_retention=m.lost_to_retention,
             )
             for m in value.members
         ],

@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from tests.databases import BACKENDS, postgres_database, postgres_server
-from tests.support import Admin, ServerProcess
+from tests.support import Admin, InProcessServer, ServerProcess
 
 _names = itertools.count(1)
 
@@ -58,12 +58,11 @@ def fresh_database(backend: str, request: pytest.FixtureRequest, tmp_path: Path)
 
 
 @pytest.fixture(scope="module")
-def server(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    home = tmp_path_factory.mktemp("server")
-    with ExitStack() as stack:
-        process = ServerProcess(home, db=database).start()
-        stack.callback(process.stop)
-        yield process
+def server(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
+    """A server in this process, shared by the module's tests (each uses names of its own)."""
+    running = InProcessServer(tmp_path_factory.mktemp("server"), db=database).start()
+    yield running
+    running.stop()
 
 
 @pytest.fixture
@@ -76,11 +75,11 @@ def fresh_server(fresh_database: str, tmp_path: Path) -> Iterator[ServerProcess]
 
 
 @pytest.fixture
-def channel(server: ServerProcess) -> Iterator[grpc.Channel]:
+def channel(server: InProcessServer) -> Iterator[grpc.Channel]:
     with server.channel() as channel:
         yield channel
 
 
 @pytest.fixture
-def admin(server: ServerProcess, channel: grpc.Channel) -> Admin:
+def admin(server: InProcessServer, channel: grpc.Channel) -> Admin:
     return server.admin(channel)

@@ -1,115 +1,62 @@
-"""Real processes for tests: a chatroom server and console clients, watched line by line.
+"""Servers and clients for tests: in-process servers, real server and console processes.
 
-Waiting is always for an event (a line appearing, a process exiting) with a
-generous timeout, never a fixed sleep.
+Servicer tests use an in-process `ChatServer` on port 0 (the same server a
+process runs, minus signal handling); tests that kill, restart or stop a
+server, and end-to-end tests, use real processes. Waiting is always for an
+event (a line appearing, a process exiting) with a generous timeout, never a
+fixed sleep.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import grpc
 
+from admin_cli.processes import Watched
 from chatroom.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc, metadata
+from services.config import config_from_options
+from services.server import ChatServer
 
 TIMEOUT_S = 30.0
 NOTE_LINE = re.compile(r"^\[(?P<group>\S+) #(?P<seq>\d+) [\d:]+\] (?P<sender>[^:]+): (?P<text>.*)$")
 LISTENING = re.compile(r"listening on (\S+)")
+ADMIN_TOKEN = "test-admin-token"
+FLOODS = {"notes_per_second": 1_000_000.0, "note_burst": 1_000_000}
+"""Tests send in floods; the rate limit has tests of its own."""
 
 
-class WatchedProcess:
-    """A subprocess whose combined output is collected as lines, with waits on them."""
+class Process(Watched):
+    """A watched child whose waits fail the test, with its output, when they time out."""
 
-    def __init__(self, argv: Sequence[str], env: dict[str, str], stdin: bool = False) -> None:
-        self.argv = list(argv)
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self.process = subprocess.Popen(
-            self.argv,
-            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-            env=env,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
-
-    @property
-    def output(self) -> str:
-        with self._changed:
-            return "\n".join(self.lines)
-
-    def wait_for_line(self, predicate: Callable[[str], bool], timeout_s: float = TIMEOUT_S) -> str:
-        deadline = time.monotonic() + timeout_s
-        with self._changed:
-            while True:
-                for line in self.lines:
-                    if predicate(line):
-                        return line
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._reader.is_alive():
-                    raise AssertionError(f"no matching line from {self.argv[2:5]}; output:\n{self.output}")
-                self._changed.wait(remaining)
-
-    def wait_for_count(self, prefix: str, count: int, timeout_s: float = TIMEOUT_S) -> None:
-        """Waits until `count` lines start with prefix."""
-        self.wait_for_line(lambda _: sum(line.startswith(prefix) for line in self.lines) >= count, timeout_s)
-
-    def wait_for(self, pattern: str, timeout_s: float = TIMEOUT_S) -> re.Match[str]:
-        regex = re.compile(pattern)
-        line = self.wait_for_line(lambda text: regex.search(text) is not None, timeout_s)
-        match = regex.search(line)
-        assert match is not None
+    def expect(self, pattern: str, timeout_s: float = TIMEOUT_S) -> re.Match[str]:
+        match = self.wait_for(pattern, timeout_s)
+        if match is None:
+            raise AssertionError(
+                f"no line matching {pattern!r} from {self.argv[2:5]}; output:\n{self.output}"
+            )
         return match
 
-    def signal(self, signum: int) -> None:
-        self.process.send_signal(signum)
-
-    def wait(self, timeout_s: float = TIMEOUT_S) -> int:
-        code = self.process.wait(timeout_s)
-        self._reader.join(timeout_s)
-        self._close_pipes()
-        return code
-
-    def _close_pipes(self) -> None:
-        for pipe in (self.process.stdin, self.process.stdout):
-            if pipe is not None and not pipe.closed:
-                with suppress(BrokenPipeError):
-                    pipe.close()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._reader.join(TIMEOUT_S)
-        self._close_pipes()
+    def expect_count(self, prefix: str, count: int, timeout_s: float = TIMEOUT_S) -> None:
+        """Waits until `count` lines start with prefix."""
+        found = self.wait_for_line(
+            lambda _: sum(line.startswith(prefix) for line in self.lines) >= count, timeout_s
+        )
+        if found is None:
+            raise AssertionError(f"fewer than {count} lines {prefix!r}; output:\n{self.output}")
 
 
-class Console(WatchedProcess):
+class Console(Process):
     """A console client process (python -m clients), typed into through stdin."""
 
     def __init__(self, member: str, group: str, server: str, token_file: Path, env: dict[str, str]) -> None:
@@ -127,48 +74,92 @@ class Console(WatchedProcess):
         super().__init__(argv, env, stdin=True)
 
     def subscribed(self) -> Console:
-        self.wait_for(r"^\* subscribed to ")
+        self.expect(r"^\* subscribed to ")
         return self
 
     def type(self, text: str) -> int:
         """Types a line and returns its seq once the console reports it sent."""
-        assert self.process.stdin is not None
-        self.process.stdin.write(text + "\n")
-        self.process.stdin.flush()
-        return int(self.wait_for(rf"^\* sent #(\d+): {re.escape(text)}$")[1])
+        self.write_line(text)
+        return int(self.expect(rf"^\* sent #(\d+): {re.escape(text)}$")[1])
 
     def notes(self) -> list[tuple[int, str, str]]:
         """(seq, sender, text) of every note printed so far."""
-        with self._changed:
-            found = [NOTE_LINE.match(line) for line in self.lines]
+        found = [NOTE_LINE.match(line) for line in list(self.lines)]
         return [(int(m["seq"]), m["sender"], m["text"]) for m in found if m]
 
     def wait_for_note(self, sender: str, text: str, timeout_s: float = TIMEOUT_S) -> int:
-        match = self.wait_for(rf"^\[\S+ #(\d+) [\d:]+\] {re.escape(sender)}: {re.escape(text)}$", timeout_s)
+        match = self.expect(rf"^\[\S+ #(\d+) [\d:]+\] {re.escape(sender)}: {re.escape(text)}$", timeout_s)
         return int(match[1])
 
 
-class ServerProcess:
-    """`chatctl server start` on an ephemeral port with its own state directory."""
+class Server:
+    """What every test server offers: an address, the admin token, channels."""
 
-    def __init__(self, home: Path, db: str | None = None, extra_args: Sequence[str] = ()) -> None:
-        self.home = home
-        self.admin_token = "test-admin-token"
-        self.db = db or str(home / "chatroom.db")
-        # Tests send in floods; the rate limit has tests of its own.
-        self.extra_args = ["--notes-per-second=1000000", "--note-burst=1000000", *extra_args]
-        self.address = ""
-        self.watched: WatchedProcess | None = None
+    home: Path
+    db: str
+    address: str
+    admin_token = ADMIN_TOKEN
 
     @property
     def env(self) -> dict[str, str]:
         return {**os.environ, "CHATROOM_HOME": str(self.home), "CHATROOM_ADMIN_TOKEN": self.admin_token}
 
+    @contextmanager
+    def channel(self) -> Iterator[grpc.Channel]:
+        with grpc.insecure_channel(self.address) as channel:
+            yield channel
+
+    def admin(self, channel: grpc.Channel) -> Admin:
+        return Admin(admin_pb2_grpc.AdminServiceStub(channel), self.admin_token)
+
+
+class InProcessServer(Server):
+    """A ChatServer in this process, on its own event loop in a thread of its own."""
+
+    def __init__(self, home: Path, db: str | None = None, **options: Any) -> None:
+        self.home = home
+        self.db = db or str(home / "chatroom.db")
+        values = {"db": self.db, "listen": "127.0.0.1:0", **FLOODS, **options}
+        self.server = ChatServer(config_from_options(ADMIN_TOKEN, values))
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="in-process-server", daemon=True)
+
+    def start(self) -> InProcessServer:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self._thread.start()
+        self.address = self.run(self.server.start())
+        return self
+
+    def run(self, coroutine: Any) -> Any:
+        """Runs a coroutine on the server's loop and returns its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(TIMEOUT_S)
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            try:
+                self.run(self.server.stop(grace_s=0))
+            finally:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._thread.join(TIMEOUT_S)
+                self._loop.close()
+
+
+class ServerProcess(Server):
+    """`chatctl server start` as a process, on an ephemeral port with its own state directory."""
+
+    def __init__(self, home: Path, db: str | None = None, extra_args: Sequence[str] = ()) -> None:
+        self.home = home
+        self.db = db or str(home / "chatroom.db")
+        flags = [f"--{name.replace('_', '-')}={value}" for name, value in FLOODS.items()]
+        self.extra_args = [*flags, *extra_args]
+        self.address = ""
+        self.watched: Process | None = None
+
     def start(self, listen: str = "127.0.0.1:0") -> ServerProcess:
         argv = [sys.executable, "-m", "admin_cli", "server", "start", f"--listen={listen}", f"--db={self.db}"]
-        self.watched = WatchedProcess([*argv, *self.extra_args], self.env)
+        self.watched = Process([*argv, *self.extra_args], self.env)
         try:
-            self.address = self.watched.wait_for(LISTENING.pattern)[1]
+            self.address = self.watched.expect(LISTENING.pattern)[1]
         except AssertionError:
             self.watched.stop()
             raise
@@ -180,31 +171,21 @@ class ServerProcess:
 
     def terminate(self) -> int:
         assert self.watched is not None
-        self.watched.signal(signal.SIGTERM)
-        return self.watched.wait()
+        self.watched.send(signal.SIGTERM)
+        return self.watched.wait(TIMEOUT_S)
 
     def kill(self) -> None:
         assert self.watched is not None
-        self.watched.signal(signal.SIGKILL)
-        self.watched.wait()
+        self.watched.send(signal.SIGKILL)
+        self.watched.wait(TIMEOUT_S)
 
     def stop(self) -> None:
         if self.watched is not None:
-            self.watched.stop()
+            self.watched.stop(TIMEOUT_S)
 
     @property
     def log(self) -> str:
         return self.watched.output if self.watched else ""
-
-    # -- gRPC access -------------------------------------------------------
-
-    @contextmanager
-    def channel(self) -> Iterator[grpc.Channel]:
-        with grpc.insecure_channel(self.address) as channel:
-            yield channel
-
-    def admin(self, channel: grpc.Channel) -> Admin:
-        return Admin(admin_pb2_grpc.AdminServiceStub(channel), self.admin_token)
 
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:
@@ -258,7 +239,7 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = TIMEOUT_S, what
         time.sleep(0.02)
 
 
-def storage_rows(server: ServerProcess) -> dict[str, list[tuple[object, ...]]]:
+def storage_rows(server: Server) -> dict[str, list[tuple[object, ...]]]:
     """Every stored row (except last-seen times, which move on their own), by table."""
     import sqlite3
 

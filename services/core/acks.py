@@ -13,9 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from services.core.errors import Unavailable
 from services.core.model import CursorUpdate, now_us
-from services.storage.base import Store
+from services.core.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -29,17 +28,6 @@ class AckCoalescer:
         self._pending: dict[tuple[str, str], CursorUpdate] = {}
         self._dirty = asyncio.Event()
         self._flush_lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._flush_forever(), name="ack-flush")
-
-    async def close(self) -> None:
-        """Stops the timer and writes whatever is still pending."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self.flush()
 
     def record(self, group: str, member: str, acked_seq: int = 0) -> None:
         """Notes activity (and a cursor, if acked_seq > 0) to be written soon."""
@@ -64,7 +52,7 @@ class AckCoalescer:
             self._pending.clear()
             try:
                 await self._store.save_cursors(updates)
-            except Unavailable:
+            except BaseException:
                 for update in updates:
                     self._merge_back(update)
                 raise
@@ -82,12 +70,14 @@ class AckCoalescer:
         self._pending[key] = update
         self._dirty.set()
 
-    async def _flush_forever(self) -> None:
+    async def flush_forever(self) -> None:
+        """Writes what is pending within flush_interval_s of its first change; on any failure
+        keeps it and tries again, so that no ack waits longer than the storage is away."""
         while True:
             await self._dirty.wait()
             await asyncio.sleep(self._flush_interval_s)
             try:
                 await self.flush()
-            except Unavailable as error:
+            except Exception as error:
                 log.warning("could not save cursors, retrying in %.0f s: %s", RETRY_DELAY_S, error)
                 await asyncio.sleep(RETRY_DELAY_S)

@@ -9,7 +9,9 @@ stream; acks are cumulative and move the cursor forward only. Because the
 cursor is only moved by acks, a note in flight when a connection drops is
 simply sent again on reconnect (the client drops what it has already shown),
 and a note is never lost. A reader that falls behind costs bounded memory: its
-session reads the gap back from storage instead of buffering it.
+session reads the gap back from storage instead of buffering it. History is
+kept unless retention is configured; a note retention deletes before a member
+read it is never skipped silently: the member is sent a Gap naming it.
 
 Checks happen in one order everywhere: identity, then the syntax of the
 request, then membership. A group that does not exist and a group the caller
@@ -18,56 +20,45 @@ is not in look the same to a member.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from services.core import names, tokens
 from services.core.acks import AckCoalescer
+from services.core.catchup import Catchup
 from services.core.errors import (
+    ChatroomError,
     GroupNotFound,
+    InvalidRequest,
     LimitExceeded,
-    NotAllowed,
     NotAMember,
     NotAuthenticated,
     Unavailable,
 )
-from services.core.fanout import Hub
-from services.core.model import Delivery, GroupInfo, NewNote, Note, now_us
+from services.core.fanout import Admission, Hub
+from services.core.identity import Caller, Identities
+from services.core.model import Delivery, GroupInfo, History, NewNote, Note, now_us
 from services.core.note_writer import NoteWriter
 from services.core.rate_limit import RateLimiter
-from services.core.replication import Follower
+from services.core.replication import TOKEN_REPLACED, Follower, deleted, removed
+from services.core.retention import Retention
 from services.core.session import Session, SessionLimits
-from services.storage.base import Appended, GroupChange, Store
+from services.core.settings import ChatroomSettings
+from services.core.store import GroupChange, Rejected, Store
+from services.core.tasks import BackgroundTasks
 
+log = logging.getLogger(__name__)
 
-@dataclass(frozen=True, slots=True)
-class ChatroomSettings:
-    max_text_bytes: int = 4096
-    """Longest note text, in bytes of UTF-8."""
-    max_unacked: int = 1000
-    """Seqs a session may run ahead of its member's cursor before it waits for acks."""
-    session_queue_limit: int = 1024
-    """Live notes buffered per session; past it the session reads from storage."""
-    ack_flush_interval_s: float = 0.05
-    """Longest time an ack waits in memory before it is written."""
-    max_sessions_per_member: int = 16
-    """Open streams one member may hold on one server."""
-    notes_per_second: float = 20.0
-    """Average sending rate allowed per member."""
-    note_burst: int = 40
-    """Notes a member may send at once before the rate applies."""
-    max_group_members: int = 1000
-    max_groups: int = 10_000
+T = TypeVar("T")
 
-    @property
-    def session_limits(self) -> SessionLimits:
-        return SessionLimits(self.max_unacked, self.session_queue_limit)
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    member: str
-    token_hash: bytes
+HISTORY_PAGE = 50
+MAX_HISTORY_PAGE = 500
+STORAGE_PROBE_INTERVAL_S = 1.0
+LARGEST_SEQ = (1 << 63) - 1
+"""Seqs are uint64 on the wire and BIGINT in storage."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,23 +77,39 @@ class Chatroom:
     def __init__(self, store: Store, admin_token: str, settings: ChatroomSettings) -> None:
         self.store = store
         self.settings = settings
-        self._admin_token_hash = tokens.hash_token(admin_token)
-        self._token_hashes: dict[str, bytes] = {}
+        self.tasks = BackgroundTasks()
+        self.storage_available = True
+        self._storage_watchers: list[Callable[[bool], Awaitable[None]]] = []
+        self._identities = Identities(store, admin_token)
         self._hub = Hub()
         self._rate = RateLimiter(settings.notes_per_second, settings.note_burst)
         self._acks = AckCoalescer(store, settings.ack_flush_interval_s)
-        self._writer = NoteWriter(store, self._hub.publish)
+        self.catchup = Catchup(store, self._hub)
+        self._writer = NoteWriter(store, self._hub.publish, self._catch_up_groups)
+        self.retention = Retention(store, settings)
         replication = store.replication
         self._follower = (
-            None if replication is None else Follower(store, replication, self._hub, self._token_replaced)
+            None
+            if replication is None
+            else Follower(store, replication, self._hub, self._identities, self.catchup)
+        )
+        self._limits = SessionLimits(
+            settings.max_unacked,
+            settings.session_queue_limit,
+            self.retention.gap_reason(),
+            refresh_cursor=replication is not None,
         )
 
     async def start(self) -> None:
         await self.store.open()
-        self._acks.start()
-        self._writer.start()
+        self.tasks.start("ack-flush", self._acks.flush_forever)
+        self.tasks.start("note-writer", self._writer.write_forever)
+        self.tasks.start("catch-up", self.catchup.run_forever)
+        self.tasks.start("storage-probe", self._watch_storage)
+        if self.settings.retains:
+            self.tasks.start("retention", self.retention.run_forever)
         if self._follower is not None:
-            self._follower.start()
+            self._follower.start(self.tasks)
 
     def end_sessions(self) -> None:
         """Ends every open stream so that clients reconnect elsewhere."""
@@ -110,35 +117,50 @@ class Chatroom:
 
     async def close(self) -> None:
         self.end_sessions()
-        if self._follower is not None:
-            await self._follower.close()
-        await self._writer.close()
-        await self._acks.close()
+        await self.tasks.close()
+        self._writer.fail_pending()
+        try:
+            await self._acks.flush()
+        except ChatroomError as error:
+            log.error(
+                "acks received in the last moments could not be saved (they will be sent again): %s", error
+            )
         await self.store.close()
+
+    # -- storage health -------------------------------------------------------
+
+    def watch_storage(self, watcher: Callable[[bool], Awaitable[None]]) -> None:
+        """watcher(available) is awaited whenever storage becomes usable or unusable."""
+        self._storage_watchers.append(watcher)
+
+    async def _watch_storage(self) -> None:
+        while True:
+            try:
+                await self.store.ping()
+                available = True
+            except ChatroomError as error:
+                available = False
+                if self.storage_available:
+                    log.error("storage is unusable: %s", error)
+            if available != self.storage_available:
+                self.storage_available = available
+                if available:
+                    log.info("storage is usable again")
+                for watcher in self._storage_watchers:
+                    await watcher(available)
+            await asyncio.sleep(STORAGE_PROBE_INTERVAL_S)
+
+    def _catch_up_groups(self, groups: set[str]) -> None:
+        for group in groups:
+            self.catchup.request(group)
 
     # -- identity -------------------------------------------------------------
 
     async def authenticate(self, token: str | None) -> Caller:
-        member = tokens.claimed_member(token) if token else None
-        if token is None or member is None:
-            raise NotAuthenticated("missing or malformed token: send 'authorization: Bearer <token>'")
-        stored = self._token_hashes.get(member)
-        if stored is None:
-            stored = await self.store.token_hash(member)
-            if stored is not None:
-                self._token_hashes[member] = stored
-        if stored is None or not tokens.matches(token, stored):
-            raise NotAuthenticated("invalid or replaced token")
-        return Caller(member, stored)
+        return await self._identities.authenticate(token)
 
     async def authenticate_admin(self, token: str | None) -> None:
-        if token is not None and tokens.matches(token, self._admin_token_hash):
-            return
-        try:
-            await self.authenticate(token)
-        except NotAuthenticated:
-            raise NotAuthenticated("missing or invalid admin token") from None
-        raise NotAllowed("this call needs the admin token, not a member token")
+        await self._identities.authenticate_admin(token)
 
     # -- chat -----------------------------------------------------------------
 
@@ -152,42 +174,77 @@ class Chatroom:
                 f"more than {self.settings.notes_per_second:g} notes per second; retry in {wait_s:.2f} s",
                 retry_after_s=wait_s,
             )
-        new = NewNote(group, caller.member, text, now_us(), client_msg_id)
+        new = NewNote(group, caller.member, text, now_us(), client_msg_id, caller.token_hash)
         result = await self._writer.append(new)
-        if not isinstance(result, Appended):
-            raise NotAMember(group)
+        if isinstance(result, Rejected):
+            raise NotAuthenticated(TOKEN_REPLACED) if result.reason == "token replaced" else NotAMember(group)
         self._acks.record(group, caller.member)
         return result.note
 
-    async def open_session(self, caller: Caller, group: str) -> Session:
-        """Subscribes; the session is attached before membership is read so that
-        a removal racing with it still ends it."""
+    def admit(self, caller: Caller) -> Admission:
+        """Counts a new stream of the member from its first moment (before it subscribes)."""
+        return self._hub.admit(caller.member, caller.token_hash, self.settings.max_sessions_per_member)
+
+    async def first_request(self, admission: Admission, request: Awaitable[T]) -> T:
+        """The stream's first request, if it comes within subscribe_timeout_s and before the
+        stream is ended (shutdown, a replaced token)."""
+        reading = asyncio.ensure_future(request)
+        ended = asyncio.ensure_future(admission.ended.wait())
+        timeout_s = self.settings.subscribe_timeout_s
+        try:
+            await asyncio.wait({reading, ended}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+            if not reading.done():
+                reading.cancel()
+            await asyncio.gather(reading, ended, return_exceptions=True)
+        if admission.reason is not None:
+            raise admission.reason
+        if reading.cancelled():
+            raise InvalidRequest(f"no subscribe within {timeout_s:g} s: a stream must subscribe first")
+        return reading.result()
+
+    async def open_session(self, admission: Admission, group: str) -> Session:
+        """Subscribes. The session is attached before membership is read, so that a
+        removal or a new token racing with it still ends it; the read itself checks
+        that the token is still the member's."""
         names.check_name("group", group)
-        open_sessions = self._hub.sessions_of(caller.member)
-        if open_sessions >= self.settings.max_sessions_per_member:
-            raise LimitExceeded(
-                f"{caller.member} already has {open_sessions} open streams on this server; close one first"
-            )
-        cursor = self._hub.cursor(group, caller.member)
-        session = Session(cursor, caller.token_hash, self.store, self._acks, self.settings.session_limits)
+        member = admission.member
+        session = Session(
+            self._hub.cursor(group, member), admission.token_hash, self.store, self._acks, self._limits
+        )
         self._hub.attach(session)
         try:
-            membership = await self.store.membership(group, caller.member)
+            membership = await self.store.membership(group, member)
+            if membership is None:
+                raise NotAMember(group)
+            if membership.token_hash != admission.token_hash:
+                raise NotAuthenticated(TOKEN_REPLACED)
         except BaseException:
             self._hub.detach(session)
             raise
-        if membership is None:
-            self._hub.detach(session)
-            raise NotAMember(group)
-        acked = max(membership.last_acked_seq, self._acks.pending_cursor(group, caller.member))
-        session.start(acked, membership.head_seq)
+        session.start(membership, self._acks.pending_cursor(group, member))
         self._hub.seen_head(group, membership.head_seq)
-        self._acks.record(group, caller.member)
+        self._acks.record(group, member)
         return session
 
-    def close_session(self, session: Session) -> None:
-        self._hub.detach(session)
-        self._acks.record(session.group, session.member)
+    def close_stream(self, admission: Admission, session: Session | None) -> None:
+        admission.release()
+        if session is not None:
+            self._hub.detach(session)
+            self._acks.record(session.group, session.member)
+
+    async def list_notes(self, caller: Caller, group: str, before_seq: int, limit: int) -> History:
+        names.check_name("group", group)
+        if limit > MAX_HISTORY_PAGE:
+            raise InvalidRequest(f"limit is {limit}; at most {MAX_HISTORY_PAGE} notes come in one page")
+        membership = await self.store.membership(group, caller.member)
+        if membership is None:
+            raise NotAMember(group)
+        if membership.token_hash != caller.token_hash:
+            raise NotAuthenticated(TOKEN_REPLACED)
+        before = LARGEST_SEQ if before_seq == 0 else min(before_seq, LARGEST_SEQ)
+        return await self.store.history(group, before, limit or HISTORY_PAGE)
 
     # -- admin ----------------------------------------------------------------
 
@@ -221,13 +278,13 @@ class Chatroom:
         members = names.check_names("member", members)
         info = await self.store.remove_members(group, members)
         for member in members:
-            self._hub.end_member(group, member, NotAllowed(f"you were removed from group {group!r}"))
+            self._hub.end_member(group, member, removed(group))
         return info
 
     async def delete_group(self, group: str) -> None:
         group = names.check_name("group", group)
         await self.store.delete_group(group)
-        self._hub.end_group(group, NotAllowed(f"group {group!r} was deleted"))
+        self._hub.end_group(group, deleted(group))
 
     async def get_group(self, group: str) -> GroupInfo:
         group = names.check_name("group", group)
@@ -255,19 +312,9 @@ class Chatroom:
         token = tokens.new_member_token(member)
         token_hash = tokens.hash_token(token)
         await self.store.set_token(member, token_hash)
-        self._use_token(member, token_hash)
+        self._identities.replaced(member, token_hash)
+        self._hub.end_other_tokens(member, token_hash, NotAuthenticated(TOKEN_REPLACED))
         return Credential(member, token)
-
-    async def _token_replaced(self, member: str) -> None:
-        """Another replica issued a new token for this member."""
-        self._token_hashes.pop(member, None)
-        token_hash = await self.store.token_hash(member)
-        if token_hash is not None:
-            self._use_token(member, token_hash)
-
-    def _use_token(self, member: str, token_hash: bytes) -> None:
-        self._token_hashes[member] = token_hash
-        self._hub.end_other_tokens(member, token_hash, NotAuthenticated("your token was replaced"))
 
     @staticmethod
     def _with_credentials(change: GroupChange, issued: dict[str, str]) -> GroupResult:

@@ -2,17 +2,42 @@
 
 A committed note is offered to every session of its group straight from
 memory; each session decides for itself whether to send it (never to its own
-sender) or to read it back from storage later. The hub also ends sessions when
-their access goes away: removal, deletion, a replaced token, shutdown.
+sender) or to read it back from storage later. The hub also counts every
+stream of a member, subscribed or not yet, against the member's limit, and
+ends sessions when their access goes away: removal, deletion, a replaced
+token, shutdown.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Iterator
 
-from services.core.errors import ChatroomError
+from services.core.errors import ChatroomError, LimitExceeded
 from services.core.model import Note
 from services.core.session import MemberCursor, Session
+
+
+class Admission:
+    """A member's stream, counted from before it subscribes until it ends."""
+
+    def __init__(self, hub: Hub, member: str, token_hash: bytes) -> None:
+        self.member = member
+        self.token_hash = token_hash
+        self._hub = hub
+        self.ended = asyncio.Event()
+        self.reason: ChatroomError | None = None
+        self._released = False
+
+    def end(self, reason: ChatroomError) -> None:
+        if self.reason is None:
+            self.reason = reason
+            self.ended.set()
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._hub._release(self)
 
 
 class Hub:
@@ -20,8 +45,32 @@ class Hub:
         self._groups: dict[str, dict[str, MemberCursor]] = {}
         self._heads: dict[str, int] = {}
         """The highest seq published here, for groups with sessions."""
-        self._per_member: dict[str, int] = {}
-        """Open sessions per member, in all groups."""
+        self._streams: dict[str, set[Admission]] = {}
+        """Every open stream of each member, subscribed or not."""
+
+    # -- streams --------------------------------------------------------------
+
+    def admit(self, member: str, token_hash: bytes, limit: int) -> Admission:
+        streams = self._streams.setdefault(member, set())
+        if len(streams) >= limit:
+            raise LimitExceeded(
+                f"{member} already has {len(streams)} open streams on this server; close one first"
+            )
+        admission = Admission(self, member, token_hash)
+        streams.add(admission)
+        return admission
+
+    def _release(self, admission: Admission) -> None:
+        streams = self._streams.get(admission.member)
+        if streams is not None:
+            streams.discard(admission)
+            if not streams:
+                del self._streams[admission.member]
+
+    def streams_of(self, member: str) -> int:
+        return len(self._streams.get(member, ()))
+
+    # -- sessions -------------------------------------------------------------
 
     def cursor(self, group: str, member: str) -> MemberCursor:
         """The member's shared cursor; kept while any of its sessions is attached."""
@@ -33,17 +82,10 @@ class Hub:
 
     def attach(self, session: Session) -> None:
         session.cursor.sessions.add(session)
-        self._per_member[session.member] = self._per_member.get(session.member, 0) + 1
 
     def detach(self, session: Session) -> None:
         cursor = session.cursor
-        if session in cursor.sessions:
-            cursor.sessions.discard(session)
-            left = self._per_member[session.member] - 1
-            if left:
-                self._per_member[session.member] = left
-            else:
-                del self._per_member[session.member]
+        cursor.sessions.discard(session)
         if cursor.sessions:
             return
         members = self._groups.get(cursor.group)
@@ -64,6 +106,11 @@ class Hub:
             if note.seq > self._heads.get(note.group, 0):
                 self._heads[note.group] = note.seq
 
+    def raise_head(self, group: str, head_seq: int) -> None:
+        """Notes up to head_seq exist but were not published here: sessions read them themselves."""
+        for session in self._sessions(group=group):
+            session.raise_head(head_seq)
+
     def seen_head(self, group: str, head_seq: int) -> None:
         """Where publishing starts for a group that had no sessions here until now."""
         if group in self._groups:
@@ -75,6 +122,9 @@ class Hub:
     def groups(self) -> list[str]:
         return list(self._groups)
 
+    def sessions_in(self, group: str) -> list[Session]:
+        return list(self._sessions(group=group))
+
     def session_counts(self) -> dict[tuple[str, str], int]:
         return {
             (group, member): len(cursor.sessions)
@@ -83,15 +133,14 @@ class Hub:
             if cursor.sessions
         }
 
-    def sessions_of(self, member: str) -> int:
-        return self._per_member.get(member, 0)
-
     def online_sessions(self, group: str) -> dict[str, int]:
         return {
             member: len(cursor.sessions)
             for member, cursor in self._groups.get(group, {}).items()
             if cursor.sessions
         }
+
+    # -- ending ---------------------------------------------------------------
 
     def end_group(self, group: str, reason: ChatroomError) -> None:
         for session in self._sessions(group=group):
@@ -102,14 +151,20 @@ class Hub:
             session.end(reason)
 
     def end_other_tokens(self, member: str, token_hash: bytes, reason: ChatroomError) -> None:
-        """Ends the member's sessions opened with any token but this one."""
+        """Ends the member's streams opened with any token but this one, subscribed or not."""
         for session in self._sessions(member=member):
             if session.token_hash != token_hash:
                 session.end(reason)
+        for admission in list(self._streams.get(member, ())):
+            if admission.token_hash != token_hash:
+                admission.end(reason)
 
     def end_all(self, reason: ChatroomError) -> None:
         for session in self._sessions():
             session.end(reason)
+        for streams in list(self._streams.values()):
+            for admission in list(streams):
+                admission.end(reason)
 
     def _sessions(self, group: str | None = None, member: str | None = None) -> Iterator[Session]:
         groups = self._groups if group is None else {group: self._groups.get(group, {})}

@@ -30,6 +30,8 @@ class NewNote:
     text: str
     sent_at_us: int
     client_msg_id: str
+    token_hash: bytes
+    """The sender's token as authenticated: stored only if it is still the sender's at commit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,14 +39,32 @@ class GroupInfo:
     group: str
     members: tuple[str, ...]
     head_seq: int
+    first_seq: int
+    """The oldest note kept; head_seq + 1 when the group keeps none."""
 
 
 @dataclass(frozen=True, slots=True)
 class Membership:
+    """A member's standing in a group, read in one go when a stream opens."""
+
     group: str
     member: str
     last_acked_seq: int
     head_seq: int
+    first_seq: int
+    token_hash: bytes
+    """The member's current token."""
+    incarnation: int
+    """When the group was (re)created: a group deleted and created again is another group."""
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """A page of notes, ascending, and what lies below it."""
+
+    notes: tuple[Note, ...]
+    first_seq: int
+    has_more: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +74,7 @@ class MemberDelivery:
     unread_count: int
     online_sessions: int
     last_seen_us: int | None
+    lost_to_retention: int = 0
 
 
 @dataclass(frozen=True, slots=True)

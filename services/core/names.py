@@ -32,6 +32,7 @@ def check_text(text: str, max_bytes: int) -> str:
     size = len(text.encode())
     if size > max_bytes:
         raise InvalidRequest(f"text is {size} bytes; the limit is {max_bytes}")
+    _check_no_nul("text", text)
     return text
 
 
@@ -39,4 +40,12 @@ def check_client_msg_id(client_msg_id: str) -> str:
     size = len(client_msg_id.encode())
     if size > MAX_CLIENT_MSG_ID_BYTES:
         raise InvalidRequest(f"client_msg_id is {size} bytes; the limit is {MAX_CLIENT_MSG_ID_BYTES}")
+    _check_no_nul("client_msg_id", client_msg_id)
     return client_msg_id
+
+
+def _check_no_nul(field: str, value: str) -> None:
+    """A NUL is valid UTF-8 but no text column holds it (PostgreSQL refuses it): refuse it
+    on every backend alike, rather than store it on one and fail on the other."""
+    if "\0" in value:
+        raise InvalidRequest(f"{field} contains a NUL character (U+0000), which cannot be stored")

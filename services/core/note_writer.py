@@ -7,20 +7,24 @@ another was still waiting), a commit first waits COMMIT_WINDOW_S for more to
 join it, so that many notes share one commit (one thread hop, one fsync).
 Committed notes go to the fan-out before the senders hear back, so a reader
 gets a note no later than its sender's confirmation.
+
+Failures stay with the send that caused them. Data the database refuses fails
+the batch, which is then written again one send at a time, so that one bad
+send never fails its neighbours. When the database fails, every send of the
+batch answers Unavailable (the client retries with the same client_msg_id,
+which stores nothing twice) — but the commit may have happened nonetheless, so
+the groups of the batch are handed to `on_uncertain`, which reads back from
+storage whatever was stored and not yet published.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Sequence
 
-from services.core.errors import Unavailable
+from services.core.errors import ChatroomError, InvalidRequest, Unavailable
 from services.core.model import NewNote, Note
-from services.metrics import NOTES_SENT
-from services.storage.base import Appended, AppendResult, Store
-
-log = logging.getLogger(__name__)
+from services.core.store import Appended, AppendResult, Store
 
 MAX_NOTES_PER_COMMIT = 512
 COMMIT_WINDOW_S = 0.0005
@@ -30,25 +34,19 @@ _Pending = tuple[NewNote, "asyncio.Future[AppendResult]"]
 
 
 class NoteWriter:
-    def __init__(self, store: Store, on_commit: Callable[[Sequence[Note]], None]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        on_commit: Callable[[Sequence[Note]], None],
+        on_uncertain: Callable[[set[str]], None],
+    ) -> None:
         self._store = store
         self._on_commit = on_commit
+        self._on_uncertain = on_uncertain
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
         self._in_flight = 0
         self._overlapped_at = float("-inf")
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._write_forever(), name="note-writer")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        leftover = []
-        while not self._queue.empty():
-            leftover.append(self._queue.get_nowait())
-        _fail(leftover, Unavailable("server is shutting down; retry"))
+        self._batch: list[_Pending] = []
 
     async def append(self, new: NewNote) -> AppendResult:
         loop = asyncio.get_running_loop()
@@ -62,31 +60,44 @@ class NoteWriter:
         finally:
             self._in_flight -= 1
 
+    def fail_pending(self) -> None:
+        """At shutdown: every send not yet written is told to retry (elsewhere)."""
+        leftover = self._batch
+        while not self._queue.empty():
+            leftover.append(self._queue.get_nowait())
+        _fail(leftover, Unavailable("server is shutting down; retry"))
+
     def _sends_overlap(self) -> bool:
         return asyncio.get_running_loop().time() - self._overlapped_at < BUSY_WITHIN_S
 
-    async def _write_forever(self) -> None:
+    async def write_forever(self) -> None:
         while True:
-            batch = [await self._queue.get()]
+            self._batch = [await self._queue.get()]
             if self._sends_overlap():
                 await asyncio.sleep(COMMIT_WINDOW_S)
-            while len(batch) < MAX_NOTES_PER_COMMIT and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            await self._commit(batch)
+            while len(self._batch) < MAX_NOTES_PER_COMMIT and not self._queue.empty():
+                self._batch.append(self._queue.get_nowait())
+            try:
+                await self._commit(self._batch)
+            finally:
+                _fail(self._batch, Unavailable("the note could not be stored; retry"))
+                self._batch = []
 
     async def _commit(self, batch: list[_Pending]) -> None:
         try:
             results = await self._store.append_notes([new for new, _ in batch])
-        except asyncio.CancelledError:
-            _fail(batch, Unavailable("server is shutting down; retry"))
-            raise
-        except Exception as error:
-            if not isinstance(error, Unavailable):
-                log.exception("storing %d notes failed", len(batch))
+        except InvalidRequest as error:
+            if len(batch) == 1:
+                _fail(batch, error)
+                return
+            for single in batch:  # find the one the database refuses; the others go through
+                await self._commit([single])
+            return
+        except ChatroomError as error:
             _fail(batch, error)
+            self._on_uncertain({new.group for new, _ in batch})
             return
         created = [result.note for result in results if isinstance(result, Appended) and result.created]
-        NOTES_SENT.inc(len(created))
         self._on_commit(created)
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():

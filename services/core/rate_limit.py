@@ -27,6 +27,10 @@ class RateLimiter:
         self._clock = clock
         self._buckets: dict[str, _Bucket] = {}
 
+    def __len__(self) -> int:
+        """Members whose bucket is remembered."""
+        return len(self._buckets)
+
     def take(self, member: str) -> float:
         """Takes one token: 0 if allowed, else the seconds until one is available."""
         now = self._clock()

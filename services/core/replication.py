@@ -1,13 +1,19 @@
 """Keeping one replica in step with the others that share its database.
 
-A note committed on another replica arrives as an event naming its group and
-new head; if sessions of that group are open here, the notes up to that head
-are read once from storage and handed to the fan-out, exactly as a local
-commit would be. Removals, deletions and replaced tokens end the affected
-sessions here too. If events may have been lost (the listening connection
-dropped), every group with open sessions is caught up from storage; and a
-session that sees a gap in its seqs reads the gap itself, so a late or lost
-event delays a note but never loses it.
+Other replicas' changes arrive as events. New notes are caught up from
+storage into the fan-out (catchup.py). Removals, deletions and replaced tokens
+end the affected sessions here too, and a replaced token leaves the token
+cache at once.
+
+Events can be missed while the listening connection is down. Then nothing
+cached may be trusted: from the moment the connection drops, every
+authentication reads storage (identity.py); and once the replica listens
+again it resynchronises from the tables, the only source of truth, before
+relying on events again: every open session is checked against its group as
+stored now (still a member? same token? same group, not deleted and created
+again?) and ended if it lost its access, and every group with sessions is
+caught up to its stored head. A late or lost event thus delays a note or a
+revocation by the length of the outage, never longer, and loses nothing.
 
 Presence: this replica reports its open sessions every `report_interval_s`
 (that report is also its heartbeat), and counts the other live replicas'
@@ -18,12 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 
-from services.core.errors import ChatroomError, NotAllowed
+from services.core.catchup import Catchup
+from services.core.errors import ChatroomError, NotAllowed, NotAuthenticated
 from services.core.fanout import Hub
-from services.storage.base import (
+from services.core.identity import Identities
+from services.core.store import (
     GroupDeleted,
+    ListenerLost,
     MembersRemoved,
     NotesCommitted,
     Replication,
@@ -32,40 +40,43 @@ from services.storage.base import (
     StoreEvent,
     TokenReplaced,
 )
+from services.core.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK = 1000
 PRESENCE_REPORT_INTERVAL_S = 1.0
 PRESENCE_HEARTBEAT_S = 5.0
+RETRY_DELAY_S = 1.0
+
+
+def removed(group: str) -> NotAllowed:
+    return NotAllowed(f"you were removed from group {group!r}")
+
+
+def deleted(group: str) -> NotAllowed:
+    return NotAllowed(f"group {group!r} was deleted")
+
+
+TOKEN_REPLACED = "your token was replaced"
 
 
 class Follower:
     def __init__(
-        self,
-        store: Store,
-        replication: Replication,
-        hub: Hub,
-        on_token_replaced: Callable[[str], Awaitable[None]],
+        self, store: Store, replication: Replication, hub: Hub, identities: Identities, catchup: Catchup
     ) -> None:
         self._store = store
         self._replication = replication
         self._hub = hub
-        self._on_token_replaced = on_token_replaced
+        self._identities = identities
+        self._catchup = catchup
         self._events: asyncio.Queue[StoreEvent] = asyncio.Queue()
-        self._tasks: list[asyncio.Task[None]] = []
+        # Until the first LISTEN runs, other replicas' changes go unheard.
+        identities.distrust_cache()
 
-    def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._replication.listen(self._events.put_nowait), name="replica-listen"),
-            asyncio.create_task(self._apply_forever(), name="replica-apply"),
-            asyncio.create_task(self._report_presence_forever(), name="replica-presence"),
-        ]
-
-    async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+    def start(self, tasks: BackgroundTasks) -> None:
+        tasks.start("replica-listen", lambda: self._replication.listen(self._events.put_nowait))
+        tasks.start("replica-apply", self._apply_forever)
+        tasks.start("replica-presence", self._report_presence_forever)
 
     async def online_sessions(self, group: str) -> dict[str, int]:
         """Sessions per member on every replica, this one counted exactly."""
@@ -80,37 +91,50 @@ class Follower:
             try:
                 await self._apply(event)
             except ChatroomError as error:
-                log.warning("could not apply %s from another replica: %s", event, error)
-                if isinstance(event, NotesCommitted):
-                    await asyncio.sleep(1.0)
-                    self._events.put_nowait(event)
+                log.warning("could not apply %s from another replica, retrying: %s", event, error)
+                await asyncio.sleep(RETRY_DELAY_S)
+                self._events.put_nowait(event)
 
     async def _apply(self, event: StoreEvent) -> None:
         match event:
             case NotesCommitted(group, head_seq):
-                await self._catch_up(group, head_seq)
+                self._catchup.request(group, head_seq)
             case TokenReplaced(member):
-                await self._on_token_replaced(member)
-            case MembersRemoved(group, members):
+                self._identities.replaced(member, None)
+                token_hash = await self._store.token_hash(member)
+                if token_hash is not None:
+                    self._hub.end_other_tokens(member, token_hash, NotAuthenticated(TOKEN_REPLACED))
+            case MembersRemoved(group, members) if members:
                 for member in members:
-                    self._hub.end_member(group, member, NotAllowed(f"you were removed from group {group!r}"))
+                    self._hub.end_member(group, member, removed(group))
+            case MembersRemoved(group, _):  # too many to name: look
+                await self._recheck(group)
             case GroupDeleted(group):
-                self._hub.end_group(group, NotAllowed(f"group {group!r} was deleted"))
+                self._hub.end_group(group, deleted(group))
+            case ListenerLost():
+                self._identities.distrust_cache()
             case Resync():
-                heads = await self._replication.group_heads(self._hub.groups())
-                for group, head_seq in heads.items():
-                    await self._catch_up(group, head_seq)
+                await self._resync()
 
-    async def _catch_up(self, group: str, head_seq: int) -> None:
-        """Publishes the group's notes up to head_seq, if sessions here listen.
+    async def _resync(self) -> None:
+        groups = self._hub.groups()
+        for group in groups:
+            await self._recheck(group)
+        for group, head_seq in (await self._replication.group_heads(groups)).items():
+            self._catchup.request(group, head_seq)
+        self._identities.trust_cache()
+        log.info("in step with the other replicas again (%d groups with sessions checked)", len(groups))
 
-        A group whose sessions are still opening has no published head yet;
-        they read from storage what committed before they started."""
-        while (after := self._hub.published_head(group)) is not None and after < head_seq:
-            notes = await self._store.read_notes(group, after, head_seq, READ_CHUNK)
-            if not notes:
-                return
-            self._hub.publish(notes)
+    async def _recheck(self, group: str) -> None:
+        """Ends the sessions of the group that lost their access while this replica was not told."""
+        access = await self._store.group_access(group)
+        for session in self._hub.sessions_in(group):
+            if access is None or access[0] != session.incarnation:
+                session.end(deleted(group))
+            elif session.member not in access[1]:
+                session.end(removed(group))
+            elif access[1][session.member] != session.token_hash:
+                session.end(NotAuthenticated(TOKEN_REPLACED))
 
     async def _report_presence_forever(self) -> None:
         reported: dict[tuple[str, str], int] | None = None

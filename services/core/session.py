@@ -8,8 +8,15 @@ at sent_seq + 1 (it overflowed, or notes committed while the session opened)
 it reads the missing range from storage. So a slow reader costs a bounded
 amount of memory and never misses a note.
 
+Deleted notes: retention deletes a group's oldest notes, so the notes kept are
+always first_seq..head_seq. When the next seq a session owes lies below
+first_seq, those notes are gone: the session sends one Gap naming them, then
+goes on after it. Nothing is skipped silently.
+
 Flow control: a session never runs more than `max_unacked` seqs ahead of its
-member's cursor, which any of the member's sessions may move by acking.
+member's cursor, which any of the member's sessions may move by acking — on
+this server at once, on another replica (`refresh_cursor`) as read back from
+storage while the session waits.
 """
 
 from __future__ import annotations
@@ -21,13 +28,24 @@ from dataclasses import dataclass, field
 
 from services.core.acks import AckCoalescer
 from services.core.errors import ChatroomError
-from services.core.model import Note
-from services.storage.base import Store
+from services.core.model import Membership, Note
+from services.core.store import Store
 
 MAX_BATCH_NOTES = 500
 MAX_BATCH_BYTES = 1 << 20
 """A stream message stays well below gRPC's default 4 MiB limit on receiving."""
 NOTE_OVERHEAD_BYTES = 64
+CURSOR_POLL_S = (0.25, 5.0)
+"""First and longest pause between reads of a cursor that other replicas may move."""
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Notes first_seq..last_seq were deleted before this session could send them."""
+
+    first_seq: int
+    last_seq: int
+    reason: str
 
 
 class _Batch:
@@ -56,6 +74,9 @@ def _size_bound(note: Note) -> int:
 class SessionLimits:
     max_unacked: int
     queue_limit: int
+    gap_reason: str
+    refresh_cursor: bool = False
+    """Other replicas may move the cursor: read it back while waiting on the window."""
 
 
 @dataclass(eq=False, slots=True)
@@ -66,6 +87,14 @@ class MemberCursor:
     member: str
     acked_seq: int = 0
     sessions: set[Session] = field(default_factory=set)
+
+    def advance(self, seq: int) -> bool:
+        if seq <= self.acked_seq:
+            return False
+        self.acked_seq = seq
+        for session in self.sessions:
+            session.wake()
+        return True
 
 
 class Session:
@@ -85,8 +114,10 @@ class Session:
         self._queue: deque[Note] = deque()
         self._wake = asyncio.Event()
         self._ended: ChatroomError | None = None
+        self._gap: Gap | None = None
         self.sent_seq = 0
         self.head_seq = 0
+        self.incarnation = 0
 
     @property
     def group(self) -> str:
@@ -96,11 +127,17 @@ class Session:
     def member(self) -> str:
         return self.cursor.member
 
-    def start(self, acked_seq: int, head_seq: int) -> None:
+    def start(self, membership: Membership, pending_acked_seq: int) -> None:
         """Begins after the member's cursor; called once membership is confirmed."""
-        self.cursor.acked_seq = max(self.cursor.acked_seq, acked_seq)
+        self.cursor.acked_seq = max(self.cursor.acked_seq, membership.last_acked_seq, pending_acked_seq)
         self.sent_seq = self.cursor.acked_seq
-        self.head_seq = max(self.head_seq, head_seq)
+        self.head_seq = max(self.head_seq, membership.head_seq)
+        self.incarnation = membership.incarnation
+        if membership.first_seq > self.sent_seq + 1:
+            self._gap = Gap(self.sent_seq + 1, membership.first_seq - 1, self._limits.gap_reason)
+        self.wake()
+
+    def wake(self) -> None:
         self._wake.set()
 
     def push(self, note: Note) -> None:
@@ -111,6 +148,12 @@ class Session:
             self._queue.append(note)
         self._wake.set()
 
+    def raise_head(self, head_seq: int) -> None:
+        """Notes up to head_seq exist, though they were not pushed here: read them from storage."""
+        if head_seq > self.head_seq:
+            self.head_seq = head_seq
+            self._wake.set()
+
     def end(self, reason: ChatroomError) -> None:
         if self._ended is None:
             self._ended = reason
@@ -119,31 +162,53 @@ class Session:
     def ack(self, seq: int) -> None:
         """A cumulative ack, clamped to what this session was sent."""
         seq = min(seq, self.sent_seq)
-        if seq <= self.cursor.acked_seq:
-            return
-        self.cursor.acked_seq = seq
-        self._acks.record(self.group, self.member, seq)
-        for session in self.cursor.sessions:
-            session._wake.set()
+        if self.cursor.advance(seq):
+            self._acks.record(self.group, self.member, seq)
 
-    async def batches(self) -> AsyncIterator[list[Note]]:
-        """Yields notes for this member in seq order until the session is ended."""
+    async def items(self) -> AsyncIterator[list[Note] | Gap]:
+        """Yields notes for this member in seq order (and gaps) until the session is ended."""
+        poll_s = CURSOR_POLL_S[0]
         while True:
             self._wake.clear()
             if self._ended is not None:
                 raise self._ended
+            if self._gap is not None:
+                gap, self._gap = self._gap, None
+                self.sent_seq = max(self.sent_seq, gap.last_seq)
+                yield gap
+                continue
             before = self.sent_seq
             batch = self._take_queued()
             if batch is None:
                 batch = await self._read_stored()
             if batch:
+                poll_s = CURSOR_POLL_S[0]
                 yield batch
-            elif self.sent_seq == before:
-                await self._wake.wait()
+            elif self.sent_seq == before and self._gap is None:
+                if self._limits.refresh_cursor and self._waits_for_acks:
+                    poll_s = await self._wait_or_refresh(poll_s)
+                else:
+                    await self._wake.wait()
 
     @property
     def _window_end(self) -> int:
         return self.cursor.acked_seq + self._limits.max_unacked
+
+    @property
+    def _waits_for_acks(self) -> bool:
+        return self.head_seq > self.sent_seq >= self._window_end
+
+    async def _wait_or_refresh(self, poll_s: float) -> float:
+        """Waits for a wake-up; failing that, reads the cursor that other replicas may have moved."""
+        try:
+            await asyncio.wait_for(self._wake.wait(), poll_s)
+            return CURSOR_POLL_S[0]
+        except TimeoutError:
+            pass
+        membership = await self._store.membership(self.group, self.member)
+        if membership is not None and self.cursor.advance(membership.last_acked_seq):
+            return CURSOR_POLL_S[0]
+        return min(poll_s * 2, CURSOR_POLL_S[1])
 
     def _take_queued(self) -> list[Note] | None:
         """Notes that continue sent_seq from memory, or None if storage must fill a gap."""
@@ -174,6 +239,7 @@ class Session:
             return []
         notes = await self._store.read_notes(self.group, self.sent_seq, until, MAX_BATCH_NOTES)
         if not notes or notes[0].seq != self.sent_seq + 1:
+            await self._look_for_deleted()
             return []
         batch = _Batch()
         for note in notes:
@@ -183,3 +249,9 @@ class Session:
                 batch.add(note)
             self.sent_seq = note.seq
         return batch.notes
+
+    async def _look_for_deleted(self) -> None:
+        """Storage lacks the next note: retention may have deleted it (else it is not visible yet)."""
+        membership = await self._store.membership(self.group, self.member)
+        if membership is not None and membership.first_seq > self.sent_seq + 1:
+            self._gap = Gap(self.sent_seq + 1, membership.first_seq - 1, self._limits.gap_reason)

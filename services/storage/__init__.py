@@ -1,14 +1,16 @@
-"""Storage backends behind one interface (see base.Store)."""
+"""Storage engines behind the core's Store interface (services/core/store.py).
+
+Engines are imported when a database of theirs is opened, so that what does
+not use PostgreSQL never loads its driver.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from services.storage.base import Store
-from services.storage.postgres import PostgresStore
-from services.storage.sqlite import SqliteStore
+from services.core.store import Store
 
-__all__ = ["Store", "open_store"]
+__all__ = ["check_db", "open_store"]
 
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -34,5 +36,9 @@ def check_db(db: str) -> str:
 def open_store(db: str) -> Store:
     """A store for a SQLite path or a postgresql:// URL (not yet connected)."""
     if check_db(db).startswith(POSTGRES_SCHEMES):
+        from services.storage.postgres import PostgresStore
+
         return PostgresStore(db)
+    from services.storage.sqlite import SqliteStore
+
     return SqliteStore(Path(db).expanduser())

@@ -100,13 +100,13 @@ def test_a_vanished_client_stops_counting_as_online(tmp_path: Path) -> None:
             token_file.write_text(tokens["bob"])
             bob = Console("bob", "team", server.address, token_file, server.env).subscribed()
             wait_until(lambda: admin.unread("team")["bob"].online_sessions == 1, what="bob online")
-            bob.signal(signal.SIGSTOP)  # alive to TCP, silent to HTTP/2 pings
+            bob.send(signal.SIGSTOP)  # alive to TCP, silent to HTTP/2 pings
             try:
                 wait_until(
                     lambda: admin.unread("team")["bob"].online_sessions == 0, what="bob's session to end"
                 )
             finally:
-                bob.signal(signal.SIGCONT)
+                bob.send(signal.SIGCONT)
                 bob.stop()
     finally:
         server.stop()
@@ -123,8 +123,8 @@ def test_an_old_connection_is_recycled_and_its_stream_resumes(tmp_path: Path) ->
             try:
                 send(channel, tokens["alice"], "team", "before")
                 bob.wait_for_note("alice", "before")
-                bob.wait_for_count("* connection lost", 1)
-                bob.wait_for_count("* subscribed", 2)
+                bob.expect_count("* connection lost", 1)
+                bob.expect_count("* subscribed", 2)
                 send(channel, tokens["alice"], "team", "after")
                 bob.wait_for_note("alice", "after")
                 assert bob.notes() == [(1, "alice", "before"), (2, "alice", "after")]

@@ -18,7 +18,7 @@ from tests.support import TIMEOUT_S, ServerProcess, Stream, send, wait_until
 def metered(tmp_path: Path) -> Iterator[tuple[ServerProcess, str]]:
     server = ServerProcess(tmp_path, extra_args=["--metrics-listen=127.0.0.1:0"]).start()
     assert server.watched is not None
-    url = server.watched.wait_for(r"metrics on (http://\S+)")[1]
+    url = server.watched.expect(r"metrics on (http://\S+)")[1]
     yield server, url
     server.stop()
 

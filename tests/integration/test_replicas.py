@@ -64,7 +64,7 @@ def test_the_three_scenarios_across_replicas(replicas, team) -> None:
         bob.wait_for_note("alice", "Shipping it.")
         chad.wait_for_note("alice", "Shipping it.")
         doug = Console("doug", "team", b.address, team["doug"], b.env)
-        assert doug.wait() != 0
+        assert doug.wait(TIMEOUT_S) != 0
         assert "PERMISSION_DENIED" in doug.output and doug.notes() == []
         chad.type("Bye.")
         alice.wait_for_note("chad", "Bye.")

@@ -71,7 +71,7 @@ def test_a_client_trusting_the_ca_talks_and_a_plaintext_one_cannot(tls: ServerPr
 
 def test_probes_reach_health_in_plaintext_on_its_own_port(tls: ServerProcess) -> None:
     assert tls.watched is not None
-    health_address = tls.watched.wait_for(r"health only, plaintext, on (\S+)")[1]
+    health_address = tls.watched.expect(r"health only, plaintext, on (\S+)")[1]
     with grpc.insecure_channel(health_address) as channel:
         response = health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(), timeout=TIMEOUT_S

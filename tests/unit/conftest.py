@@ -1,4 +1,4 @@
-"""Stores to test against: SQLite in a temporary directory, and PostgreSQL when configured."""
+"""Stores to test against: the same suite on memory, SQLite and PostgreSQL; the core on memory."""
 
 from __future__ import annotations
 
@@ -8,16 +8,23 @@ from pathlib import Path
 
 import pytest
 
+from services.core.store import Store
 from services.storage import open_store
-from services.storage.base import Store
-from tests.databases import BACKENDS, postgres_database
+from services.storage.memory import MemoryStore
+from tests.databases import postgres_database
 
 StoreFactory = Callable[[], Store]
 
+ENGINES = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
-@pytest.fixture(params=BACKENDS)
+
+@pytest.fixture(params=ENGINES)
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     """Makes stores (not yet opened) that all share one new database."""
+    if request.param == "memory":
+        shared = MemoryStore()
+        yield lambda: shared
+        return
     with ExitStack() as stack:
         if request.param == "postgres":
             url = stack.enter_context(postgres_database(request.getfixturevalue("postgres_url")))

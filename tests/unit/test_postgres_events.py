@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from services.core.model import NewNote, now_us
-from services.storage.base import NotesCommitted, Resync, StoreEvent, TokenReplaced
+from services.core.store import ListenerLost, NotesCommitted, Resync, StoreEvent, TokenReplaced
 from services.storage.postgres import LISTENER_NAME, PostgresStore
 from tests.databases import postgres_database
 
@@ -36,7 +36,9 @@ async def listener_ready(url: str) -> None:
         await connection.close()
 
 
-def test_a_replica_hears_the_others_commits_not_its_own_and_resyncs_after_a_drop(postgres_url: str) -> None:
+def test_a_replica_hears_the_others_commits_not_its_own_and_says_when_it_may_have_missed_some(
+    postgres_url: str,
+) -> None:
     with postgres_database(postgres_url) as url:
 
         async def scenario() -> None:
@@ -47,9 +49,10 @@ def test_a_replica_hears_the_others_commits_not_its_own_and_resyncs_after_a_drop
             listening = asyncio.create_task(here.listen(events.put_nowait))
             try:
                 await listener_ready(url)
+                assert await next_event(events) == Resync()  # listening: from here on, nothing is missed
                 await there.create_group("team", ["alice"], {"alice": b"h"})
-                await here.append_notes([NewNote("team", "alice", "mine", now_us(), "")])
-                await there.append_notes([NewNote("team", "alice", "theirs", now_us(), "")] * 2)
+                await here.append_notes([NewNote("team", "alice", "mine", now_us(), "", b"h")])
+                await there.append_notes([NewNote("team", "alice", "theirs", now_us(), "", b"h")] * 2)
                 assert await next_event(events) == NotesCommitted("team", 3)
                 await there.set_token("alice", b"new")
                 assert await next_event(events) == TokenReplaced("alice")
@@ -60,6 +63,7 @@ def test_a_replica_hears_the_others_commits_not_its_own_and_resyncs_after_a_drop
                     LISTENER_NAME,
                 )
                 await connection.close()
+                assert await next_event(events) == ListenerLost()
                 assert await next_event(events) == Resync()
             finally:
                 listening.cancel()
