@@ -14,7 +14,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from benchmarks import procfs, targets
+from admin_cli import processes
+from benchmarks import cores, targets
 from benchmarks.load import (
     CALL_TIMEOUT_S,
     Connections,
@@ -53,15 +54,15 @@ class CpuMeter:
 
     def __init__(self, pid: int) -> None:
         self._pid = pid
-        self._server = procfs.cpu_seconds(pid)
-        self._generator = procfs.own_cpu_seconds()
+        self._server = processes.cpu_seconds(pid)
+        self._generator = cores.own_cpu_seconds()
         self._started = time.perf_counter()
 
     def stop(self) -> tuple[float, float, float]:
         """(server CPU-seconds, server %, generator %)."""
         wall = time.perf_counter() - self._started
-        server = procfs.cpu_seconds(self._pid) - self._server
-        generator = procfs.own_cpu_seconds() - self._generator
+        server = processes.cpu_seconds(self._pid) - self._server
+        generator = cores.own_cpu_seconds() - self._generator
         return server, 100 * server / wall, 100 * generator / wall
 
 
@@ -376,11 +377,11 @@ async def idle_sessions(target: Target, sizes: Sizes) -> IdleResult:
     warm = await open_subscribers(connections, group, [metadata[members[0]]], Tap())
     await warm.close()
     await asyncio.sleep(sizes.settle_s)
-    rss_before = procfs.rss_bytes(pid)
+    rss_before = processes.rss_bytes(pid)
     opened = await open_subscribers(connections, group, [metadata[m] for m in members], Tap())
     try:
         await asyncio.sleep(sizes.settle_s)
-        rss_after = procfs.rss_bytes(pid)
+        rss_after = processes.rss_bytes(pid)
         meter = CpuMeter(pid)
         await asyncio.sleep(sizes.idle_measure_s)
         _, idle_pct, _ = meter.stop()
@@ -435,15 +436,15 @@ async def most_sessions(target: Target, sizes: Sizes) -> SessionsResult:
     pid = target.server.pid
     opened: list[Opened] = []
     started = time.perf_counter()
-    cpu_before = procfs.cpu_seconds(pid)
+    cpu_before = processes.cpu_seconds(pid)
     try:
         for group, group_metadata in groups:
             opened.append(await open_subscribers(connections, group, group_metadata, Tap()))
         open_seconds = time.perf_counter() - started
-        cpu_opening = procfs.cpu_seconds(pid) - cpu_before
+        cpu_opening = processes.cpu_seconds(pid) - cpu_before
         await asyncio.sleep(sizes.hold_s)
         running = target.server.running
-        rss = procfs.rss_bytes(pid) if running else 0
+        rss = processes.rss_bytes(pid) if running else 0
         accepted = sum(o.accepted for o in opened)
         refused: Counter[str] = sum((o.refused for o in opened), Counter())
         ended: Counter[str] = sum((o.ended() for o in opened), Counter())

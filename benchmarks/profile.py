@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-from benchmarks import figures, procfs, servers, targets
+from benchmarks import cores, figures, servers, targets
 from benchmarks.settings import FULL
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "profile-fanout.txt"
@@ -40,8 +40,8 @@ async def record(
     subscribers: int, senders: int, seconds: float, out: Path, native: bool
 ) -> figures.FanoutResult:
     py_spy = find_py_spy()
-    placement = procfs.plan_placement()
-    procfs.pin(os.getpid(), placement.generator_core)
+    placement = cores.plan_placement()
+    cores.pin(os.getpid(), placement.generator_core)
     out.parent.mkdir(parents=True, exist_ok=True)
     target = await targets.start("chatroom", placement.server_core)
     spy: asyncio.subprocess.Process | None = None

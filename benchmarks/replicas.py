@@ -34,7 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import grpc
 
-from benchmarks import procfs, servers
+from benchmarks import cores, servers
 from benchmarks.figures import CpuMeter
 from benchmarks.load import (
     CALL_TIMEOUT_S,
@@ -167,8 +167,8 @@ async def run_once(setup: str, postgres: str, args: argparse.Namespace, core: in
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    placement = procfs.plan_placement()
-    procfs.pin(os.getpid(), placement.generator_core)
+    placement = cores.plan_placement()
+    cores.pin(os.getpid(), placement.generator_core)
     outcomes: dict[str, list[Outcome]] = {"sqlite": [], "postgres-2": []}
     try:
         for run in range(args.runs):

@@ -23,7 +23,7 @@ from dataclasses import asdict
 
 import grpc
 
-from benchmarks import figures, procfs, servers, targets
+from benchmarks import cores, figures, servers, targets
 from benchmarks.report import Results, medians
 from benchmarks.settings import Sizes
 from benchmarks.targets import KINDS, Target
@@ -46,7 +46,7 @@ def _git(*args: str) -> str | None:
         return None
 
 
-def _meta(sizes: Sizes, placement: procfs.Placement, quick: bool) -> dict[str, object]:
+def _meta(sizes: Sizes, placement: cores.Placement, quick: bool) -> dict[str, object]:
     changed = _git("diff-index", "--name-only", "HEAD", "--")
     return {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -112,14 +112,14 @@ def _check_code_unchanged(results: Results) -> None:
         )
 
 
-def prepare(sizes: Sizes, quick: bool) -> tuple[procfs.Placement, Results]:
+def prepare(sizes: Sizes, quick: bool) -> tuple[cores.Placement, Results]:
     """Pins this process (the load generator) before any gRPC thread exists."""
-    placement = procfs.plan_placement()
-    procfs.pin(os.getpid(), placement.generator_core)
+    placement = cores.plan_placement()
+    cores.pin(os.getpid(), placement.generator_core)
     return placement, Results(_meta(sizes, placement, quick))
 
 
-async def run(placement: procfs.Placement, sizes: Sizes, results: Results, log: Log) -> None:
+async def run(placement: cores.Placement, sizes: Sizes, results: Results, log: Log) -> None:
     """Fills `results` figure by figure; what is there stays there if a later step fails."""
     live: dict[str, Target] = {}
     try:
@@ -388,7 +388,7 @@ async def _catchup(live: dict[str, Target], sizes: Sizes, results: Results, log:
             await backlog.close()
 
 
-async def _fresh_servers(placement: procfs.Placement, sizes: Sizes, results: Results, log: Log) -> None:
+async def _fresh_servers(placement: cores.Placement, sizes: Sizes, results: Results, log: Log) -> None:
     """Figures 3, 4 and 7, each run on servers started for it."""
     for run in range(sizes.runs):
         for kind in _order(run):
@@ -508,7 +508,7 @@ def _add_sessions(results: Results, kind: str, most: figures.SessionsResult, siz
     results.detail("max_sessions", kind, asdict(most))
 
 
-async def main(placement: procfs.Placement, sizes: Sizes, results: Results, log: Log) -> None:
+async def main(placement: cores.Placement, sizes: Sizes, results: Results, log: Log) -> None:
     """Runs everything; SIGTERM cancels like Ctrl-C does, so the servers are stopped either way."""
     task = asyncio.current_task()
     assert task is not None

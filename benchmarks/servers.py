@@ -2,25 +2,23 @@
 
 Both servers run as their own process, pinned to the server core, and are
 found by the "listening on HOST:PORT" line they print, so both are measured
-the same way. Every child is registered here, so that an error, Ctrl-C or
-SIGTERM still stops it (SIGTERM, then SIGKILL), and an interpreter exit kills
-whatever is left.
+the same way. They are chatctl's own watched processes (admin_cli.processes);
+every one is registered here, so that an error, Ctrl-C or SIGTERM still stops
+it (SIGTERM, then SIGKILL), and an interpreter exit kills whatever is left.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
 import os
 import re
-import signal
 import sys
-from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks import procfs
+from admin_cli.processes import Watched
+from benchmarks import cores
 
 REPO = Path(__file__).resolve().parent.parent
 LISTENING = re.compile(r"listening on (\S+)")
@@ -36,7 +34,7 @@ CHATROOM_LIMITS = {
     "CHATROOM_MAX_GROUP_MEMBERS": "100000",
 }
 
-_alive: dict[int, asyncio.subprocess.Process] = {}
+_alive: dict[int, Watched] = {}
 started: list[dict[str, object]] = []
 """Every server started (kind, pid), for the results: a check that none outlived the run."""
 
@@ -54,10 +52,7 @@ class ServerProcess:
         self.env = env
         self.core = core
         self.address = ""
-        self._process: asyncio.subprocess.Process | None = None
-        self._lines: deque[str] = deque(maxlen=200)
-        self._ready: asyncio.Future[str] | None = None
-        self._reader: asyncio.Task[None] | None = None
+        self._process: Watched | None = None
 
     @property
     def pid(self) -> int:
@@ -66,59 +61,32 @@ class ServerProcess:
 
     @property
     def running(self) -> bool:
-        return self._process is not None and self._process.returncode is None
+        return self._process is not None and self._process.process.poll() is None
 
     def tail(self, lines: int = 20) -> str:
-        return "\n".join(list(self._lines)[-lines:])
+        return "" if self._process is None else "\n".join(self._process.lines[-lines:])
 
     async def start(self) -> ServerProcess:
-        loop = asyncio.get_running_loop()
-        self._ready = loop.create_future()
-        self._process = await asyncio.create_subprocess_exec(
-            *self.argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env=self.env,
-            cwd=REPO,
-        )
-        _alive[self._process.pid] = self._process
-        started.append({"kind": self.kind, "pid": self._process.pid})
+        process = self._process = Watched(self.argv, self.env, cwd=REPO)
+        _alive[process.pid] = process
+        started.append({"kind": self.kind, "pid": process.pid})
         # Pinned before it starts its threads (they inherit it), then again below.
-        procfs.pin(self._process.pid, self.core)
-        self._reader = asyncio.create_task(self._read_output(), name=f"{self.kind}-output")
+        cores.pin(process.pid, self.core)
         try:
-            self.address = await asyncio.wait_for(asyncio.shield(self._ready), READY_TIMEOUT_S)
+            ready = await asyncio.to_thread(process.wait_for, LISTENING.pattern, READY_TIMEOUT_S)
+            if ready is None:
+                raise ServerExited(f"{self.kind} server did not start serving:\n{self.tail()}")
         except BaseException:
             await self.stop()
             raise
-        procfs.pin(self._process.pid, self.core)
+        self.address = ready[1]
+        cores.pin(process.pid, self.core)
         return self
 
-    async def _read_output(self) -> None:
-        """Keeps the pipe drained for the process's whole life (a full pipe would block it)."""
-        assert self._process is not None and self._process.stdout is not None
-        async for raw in self._process.stdout:
-            line = raw.decode(errors="replace").rstrip()
-            self._lines.append(line)
-            match = LISTENING.search(line)
-            if match and self._ready is not None and not self._ready.done():
-                self._ready.set_result(match[1])
-        code = await self._process.wait()
-        if self._ready is not None and not self._ready.done():
-            self._ready.set_exception(
-                ServerExited(f"{self.kind} server exited with code {code} before serving:\n{self.tail()}")
-            )
-
     async def stop(self) -> None:
-        process = self._process
-        if process is None:
-            return
-        await _terminate(process)
-        _alive.pop(process.pid, None)
-        if self._reader is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._reader, STOP_TIMEOUT_S)
+        if self._process is not None:
+            await asyncio.to_thread(self._process.stop, STOP_TIMEOUT_S)
+            _alive.pop(self._process.pid, None)
 
 
 def chatroom_server(home: Path, core: int | None, db: str | None = None) -> ServerProcess:
@@ -152,28 +120,13 @@ def _clean_env() -> dict[str, str]:
 
 async def stop_all() -> None:
     """Stops every child still running (the benchmark's finally clause), all at once."""
-    await asyncio.gather(*(_terminate(process) for process in _alive.values()))
+    await asyncio.gather(*(asyncio.to_thread(process.stop, STOP_TIMEOUT_S) for process in _alive.values()))
     _alive.clear()
-
-
-async def _terminate(process: asyncio.subprocess.Process) -> None:
-    """SIGTERM, then SIGKILL after STOP_TIMEOUT_S."""
-    if process.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        process.send_signal(signal.SIGTERM)
-    try:
-        await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
 
 
 @atexit.register
 def _kill_leftovers() -> None:
     """Last resort when the event loop is gone: no child outlives the benchmark."""
     for process in list(_alive.values()):
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
+        if process.process.poll() is None:
+            process.process.kill()

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,7 +58,7 @@ def test_quick_run_reports_every_figure_for_both_servers(tmp_path: Path) -> None
 
 def _is_running(pid: int, kind: str) -> bool:
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except (FileNotFoundError, ProcessLookupError):
+        cmdline = " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
         return False
     return ("admin_cli" if kind == "chatroom" else "benchmarks.baseline_server") in cmdline

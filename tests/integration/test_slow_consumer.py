@@ -1,6 +1,6 @@
-"""A reader that stops reading while 50,000 notes flow costs the server bounded
-memory, does not hold back the others, and gets every note in order when it
-resumes."""
+"""A reader that stops reading while 30,000 notes (90 MB of text) flow costs the
+server bounded memory, does not hold back the others, and gets every note in
+order when it resumes. Were its queue unbounded, the server would hold all 90 MB."""
 
 from __future__ import annotations
 
@@ -11,22 +11,22 @@ from pathlib import Path
 import grpc
 import pytest
 
+from admin_cli import processes
 from chatroom.v1 import chat_pb2, chat_pb2_grpc
 from clients import ChatClient
 from tests.support import ServerProcess, bearer
 
-NOTES = 50_000
+NOTES = 30_000
+NOTE_BYTES = 3_000
 SENDERS = 8
 MEMORY_BOUND_MB = 64
+"""Well below the 90 MB an unbounded queue would hold."""
 LAG_BOUND_S = 5.0
 """Chad, reading normally, has every note within this long of the last send."""
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
+    return processes.rss_bytes(pid) / 2**20
 
 
 @pytest.mark.slow
@@ -70,7 +70,7 @@ def _stall_one_reader(fresh_server: ServerProcess) -> None:
 
                 async def send(share: range) -> None:
                     for i in share:
-                        await alice.send("team", f"note {i}")
+                        await alice.send("team", f"note {i} ".ljust(NOTE_BYTES, "."))
 
                 await asyncio.gather(*(send(range(k, NOTES, SENDERS)) for k in range(SENDERS)))
                 sent_at = time.monotonic()

@@ -1,8 +1,7 @@
-"""What the kernel says about a process: CPU time, resident memory, CPU placement.
+"""Where the load generator and the servers run: one core each, so neither steals from the other.
 
-Read from /proc so that the servers need no instrumentation: utime + stime of
-/proc/<pid>/stat cover every thread (gRPC's, SQLite's), and VmRSS is what the
-process really holds in memory.
+CPU time and memory of a process are read from outside (admin_cli.processes,
+on psutil), so the servers need no instrumentation.
 """
 
 from __future__ import annotations
@@ -11,26 +10,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used so far, all threads."""
-    with open(f"/proc/{pid}/stat") as stat:
-        data = stat.read()
-    # The command name may contain spaces; the fields after it do not.
-    fields = data[data.rindex(")") + 2 :].split()
-    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
-    return (utime + stime) / CLOCK_TICKS
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident set size (VmRSS)."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+import psutil
 
 
 def own_cpu_seconds() -> float:
@@ -65,8 +45,8 @@ def pin(pid: int, core: int | None) -> None:
     if core is None:
         return
     try:
-        tids = [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
-    except FileNotFoundError:
+        tids = [thread.id for thread in psutil.Process(pid).threads()]
+    except psutil.Error:
         return
     for tid in [pid, *tids]:
         with contextlib.suppress(ProcessLookupError):  # a thread that just ended
