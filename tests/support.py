@@ -273,9 +273,12 @@ class Stream:
             iter(self._requests.get, None), metadata=bearer(token), timeout=120
         )
 
+    def initial_metadata(self) -> tuple[tuple[str, str], ...]:
+        return tuple(self._responses.initial_metadata())
+
     def subscribed(self) -> Stream:
         """Waits until the server has accepted the subscription."""
-        headers = dict(self._responses.initial_metadata())
+        headers = dict(self.initial_metadata())
         assert metadata.SUBSCRIBED in headers, self._responses.details()
         return self
 
