@@ -1,6 +1,8 @@
-"""Property-based: whatever arrives — arbitrary unicode, huge and empty fields,
-thousands of repeated entries, random tokens — every RPC answers with a status
-code of DESIGN §4 (never INTERNAL or UNKNOWN), and the server keeps SERVING."""
+"""Property-based: whatever arrives — arbitrary unicode, NUL characters, bytes
+that are not UTF-8 at all, huge and empty fields, thousands of repeated
+entries, random tokens — every RPC answers with a status code of DESIGN §4
+(never INTERNAL, UNKNOWN or a retryable UNAVAILABLE), both backends accept and
+refuse the same things, and the server keeps SERVING."""
 
 from __future__ import annotations
 
@@ -144,6 +146,76 @@ def test_chat_stream_answers_only_documented_codes(server, channel, identities) 
 
     check()
     assert_serving(channel)
+
+
+def field(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field, written by hand so that it may hold any bytes."""
+    length, size = b"", len(payload)
+    while True:
+        byte, size = size & 0x7F, size >> 7
+        length += bytes([byte | (0x80 if size else 0)])
+        if not size:
+            return bytes([number << 3 | 2]) + length + payload
+
+
+malformed_strings = st.tuples(
+    st.text(max_size=20), st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\0"]), st.text(max_size=20)
+).map(lambda parts: parts[0].encode() + parts[1] + parts[2].encode())
+"""Bytes that are not UTF-8 (a stray byte, a cut sequence, a surrogate), or UTF-8 with a NUL."""
+
+
+def raw_call(channel: grpc.Channel, method: str) -> grpc.UnaryUnaryMultiCallable:
+    return channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+
+
+def test_malformed_strings_in_send_note_are_invalid_argument(admin: Admin, channel, name) -> None:
+    """A retry can never succeed, so such a send must not look retryable, nor fail its neighbours."""
+    send_note = raw_call(channel, "/chatroom.v1.ChatService/SendNote")
+    stub = chat_pb2_grpc.ChatServiceStub(channel)
+    alice = bearer(admin.create_group(name, [f"{name}-alice"])[f"{name}-alice"])
+    before = stub.SendNote(chat_pb2.SendNoteRequest(group=name, text="before"), metadata=alice, timeout=30)
+
+    @PROPERTY
+    @given(value=malformed_strings, number=st.sampled_from([2, 3]))
+    def check(value: bytes, number: int) -> None:
+        fields = {1: name.encode(), 2: b"fine", number: value}
+        request = b"".join(field(n, payload) for n, payload in sorted(fields.items()))
+        code = answer(lambda: send_note(request, metadata=alice, timeout=30))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, code
+
+    check()
+    after = stub.SendNote(chat_pb2.SendNoteRequest(group=name, text="after"), metadata=alice, timeout=30)
+    assert after.note.seq == before.note.seq + 1
+    assert_serving(channel)
+
+
+MALFORMED = pytest.mark.parametrize(
+    "payload", [b"te\xffam", b"te\0am", b"\xc3"], ids=["bad-utf8", "nul", "cut"]
+)
+
+
+@MALFORMED
+@pytest.mark.parametrize(
+    ("method", "number"),
+    [("AdminService/CreateGroup", 1), ("AdminService/CreateGroup", 2), ("AdminService/GetGroup", 1)]
+    + [("AdminService/IssueToken", 1), ("AdminService/RemoveMembers", 2), ("ChatService/ListNotes", 1)],
+)
+def test_malformed_strings_in_calls_are_invalid_argument(
+    server, channel, identities, method, number, payload
+) -> None:
+    token = identities["alice"] if method.startswith("Chat") else server.admin_token
+    call = raw_call(channel, f"/chatroom.v1.{method}")
+    code = answer(lambda: call(field(number, payload), metadata=bearer(token), timeout=30))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT, code
+
+
+@MALFORMED
+def test_a_malformed_subscribe_is_invalid_argument(server, channel, identities, payload) -> None:
+    stream = channel.stream_stream(
+        "/chatroom.v1.ChatService/ChatStream", request_serializer=None, response_deserializer=None
+    )
+    call = stream(iter([field(1, field(1, payload))]), metadata=bearer(identities["alice"]), timeout=30)
+    assert answer(lambda: list(call)) == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def assert_serving(channel: grpc.Channel) -> None:

@@ -1,6 +1,7 @@
 """Storage that fails under a running server: a full disk, a database that goes
-away. Sends fail with UNAVAILABLE and say why, nothing is half-written, and the
-server recovers by itself once storage is back."""
+away. Sends fail with UNAVAILABLE and say why, nothing is half-written, health
+says NOT_SERVING while the database cannot be reached, and the server recovers
+by itself once storage is back."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.databases import postgres_database
 from tests.proxy import tcp_proxy
-from tests.support import TIMEOUT_S, ServerProcess, send, storage_rows
+from tests.support import TIMEOUT_S, ServerProcess, send, storage_rows, wait_until
 
 
 @pytest.fixture
@@ -87,8 +88,9 @@ def test_postgres_going_away_refuses_sends_cleanly_and_recovers(tmp_path: Path, 
                         send(channel, tokens["alice"], "team", "while the database is away")
                     assert down.value.code() == grpc.StatusCode.UNAVAILABLE
                     assert down.value.details().startswith("storage failed")
-                    assert serving(server, channel)
+                    wait_until(lambda: not serving(server, channel), what="health says NOT_SERVING")
                     proxy.restore()
+                    wait_until(lambda: serving(server, channel), what="health says SERVING again")
                     assert send(channel, tokens["alice"], "team", "after").seq == 2
                 notes = storage_rows(ServerProcess(tmp_path, db=url))["notes"]
                 assert [row[3] for row in notes] == ["before", "after"]
