@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from services.server import LIVENESS
 from tests.deploy.docker import find_compose
 from tests.deploy.tools import REPO, describe, find_tool, require_tool, run
 
@@ -116,8 +117,10 @@ def test_servers_are_two_replicas_with_grpc_probes_and_metrics(resources: list[R
     assert server["image"].startswith("chatroom:")
     ports = {port["name"]: port["containerPort"] for port in server["ports"]}
     assert ports == {"grpc": GRPC_PORT, "metrics": METRICS_PORT}
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert server[probe]["grpc"] == {"port": GRPC_PORT}, probe  # a number: named ports are refused
+    # Ports as numbers: named ports are refused. Liveness must not follow storage, or a
+    # database outage would restart every replica.
+    assert server["startupProbe"]["grpc"] == server["readinessProbe"]["grpc"] == {"port": GRPC_PORT}
+    assert server["livenessProbe"]["grpc"] == {"port": GRPC_PORT, "service": LIVENESS}
     assert {"cpu", "memory"} <= server["resources"]["requests"].keys()
     assert "memory" in server["resources"]["limits"]
     config_name = server["envFrom"][0]["configMapRef"]["name"]
