@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 import grpc
@@ -21,6 +22,7 @@ from tests.databases import embedded_postgres, postgres_database, postgres_rows,
 from tests.support import TIMEOUT_S, ServerProcess, Stream, send, wait_until
 
 pytestmark = pytest.mark.postgres
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -121,6 +123,36 @@ def test_acks_on_another_replica_open_the_window_here(replicas) -> None:
         assert [n.seq for n in laptop.notes(5)] == [6, 7, 8, 9, 10]
         laptop.close()
         phone.close()
+
+
+def test_a_note_committed_on_one_replica_while_a_stream_opens_on_another_arrives(replicas) -> None:
+    """The note lands between the stream's catch-up read and its joining the fan-out: it must
+    still arrive at once, not when the next note is sent to the (here quiet) group."""
+    a, b = replicas  # bob reads on A, which has no small window to fill
+    with a.channel() as on_a, b.channel() as on_b, ThreadPoolExecutor(2) as pool:
+        tokens = a.admin(on_a).create_group("team", ["alice", "bob"])
+        for i in range(200):
+            together = threading.Barrier(2)
+            opening = pool.submit(_when, together, lambda: Stream(on_a, tokens["bob"], "team").subscribed())
+            sending = pool.submit(_when, together, lambda: send(on_b, tokens["alice"], "team", "hi").seq)
+            stream, seq = opening.result(TIMEOUT_S), sending.result(TIMEOUT_S)
+            arrived = pool.submit(_read_until, stream, seq)
+            try:
+                assert arrived.result(10) == seq, f"round {i}: note {seq} is stuck"
+                stream.ack(seq)
+            finally:
+                stream.close()
+
+
+def _when(together: threading.Barrier, call: Callable[[], T]) -> T:
+    together.wait()
+    return call()
+
+
+def _read_until(stream: Stream, seq: int) -> int:
+    while seq not in {note.seq for note in stream.batch()}:
+        pass
+    return seq
 
 
 def serving(channel: grpc.Channel) -> bool:
