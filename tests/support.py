@@ -282,8 +282,13 @@ class Stream:
         assert metadata.SUBSCRIBED in headers, self._responses.details()
         return self
 
+    def response(self) -> chat_pb2.ChatStreamResponse:
+        """The next stream message whole: notes, or a gap."""
+        response: chat_pb2.ChatStreamResponse = next(self._responses)
+        return response
+
     def batch(self) -> list[chat_pb2.Note]:
-        return list(next(self._responses).notes)
+        return list(self.response().notes)
 
     def notes(self, count: int) -> list[chat_pb2.Note]:
         """Reads batches until `count` notes have arrived."""

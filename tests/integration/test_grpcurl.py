@@ -88,3 +88,16 @@ def test_send_a_note_and_read_unread_counts_with_grpcurl(
 
 def test_health_check_needs_no_token(server: ServerProcess) -> None:
     assert json.loads(grpcurl(server, server.address, "grpc.health.v1.Health/Check")) == {"status": "SERVING"}
+
+
+def test_page_back_through_history_with_grpcurl(server: ServerProcess, admin: Admin, name: str) -> None:
+    tokens = admin.create_group(name, ["alice", f"{name}-bob"])
+    for text in ("one", "two", "three"):
+        call(server, tokens["alice"], "chatroom.v1.ChatService/SendNote", {"group": name, "text": text})
+    method = "chatroom.v1.ChatService/ListNotes"
+    newest = call(server, tokens[f"{name}-bob"], method, {"group": name, "limit": 2})
+    assert [(n["seq"], n["text"]) for n in newest["notes"]] == [("2", "two"), ("3", "three")]  # type: ignore[attr-defined]
+    assert (newest["first_seq"], newest["has_more"]) == ("1", True)
+    older = call(server, tokens[f"{name}-bob"], method, {"group": name, "before_seq": 2, "limit": 2})
+    assert [n["text"] for n in older["notes"]] == ["one"]  # type: ignore[attr-defined]
+    assert "has_more" not in older  # false is the default and is left out of JSON
