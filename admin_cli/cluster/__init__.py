@@ -1,0 +1,1 @@
+"""chatctl cluster: storage, server replicas, groups and clients of one cluster, supervised as one."""
