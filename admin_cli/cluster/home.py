@@ -22,7 +22,10 @@ class ClusterHome:
 
     @classmethod
     def of(cls, name: str) -> ClusterHome:
-        return cls(default_state_dir() / "clusters" / name)
+        base = default_state_dir()
+        if base.parent.name == "clusters" and base.name == name:
+            return cls(base)  # CHATROOM_HOME is the cluster's own, as `cluster env` sets it
+        return cls(base / "clusters" / name)
 
     @property
     def lock(self) -> Path:
