@@ -35,6 +35,16 @@ ClusterFile = Annotated[
         "--file", "-f", envvar="CHATROOM_CLUSTER", help="The cluster file.", show_default=DEFAULT_FILE
     ),
 ]
+FileOnly = Annotated[
+    Path,
+    typer.Option(
+        "--file",
+        envvar="CHATROOM_CLUSTER",
+        help="The cluster file (-f is --follow here).",
+        show_default=DEFAULT_FILE,
+    ),
+]
+"""For logs and events, whose -f is --follow as in docker compose and tail."""
 DEFAULT_PATH = Path(DEFAULT_FILE)
 UP_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 60.0
@@ -219,7 +229,7 @@ def logs(
     names: Annotated[
         list[str] | None, typer.Argument(help="Processes, or all of a name: server, alice.")
     ] = None,
-    file: ClusterFile = DEFAULT_PATH,
+    file: FileOnly = DEFAULT_PATH,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
     tail: Annotated[int | None, typer.Option("--tail", "-n", min=0, help="Only the last N lines.")] = None,
     since: Annotated[str | None, typer.Option(help="Only lines of the last 5m, 2h, …")] = None,
@@ -317,7 +327,7 @@ def rollout_restart(file: ClusterFile = DEFAULT_PATH, as_json: Json = False) -> 
 
 @app.command(epilog="Examples: chatctl cluster events -f\n\nchatctl cluster events --json")
 def events(
-    file: ClusterFile = DEFAULT_PATH,
+    file: FileOnly = DEFAULT_PATH,
     as_json: Json = False,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events.")] = False,
 ) -> None:
