@@ -1,7 +1,7 @@
 """chatctl: run a chatroom server, manage its groups and members, run clients.
 
-Commands are grouped by noun (server, group, client, delivery, token) plus a
-few verbs (send, health, demo). Every option also reads an environment
+Commands are grouped by noun (server, group, client, delivery, token,
+cluster) plus a few verbs (send, health, demo). Every option also reads an environment
 variable; --json gives output for scripts.
 """
 
@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from admin_cli import client_cmd, delivery_cmd, group_cmd, server_cmd, token_cmd
+from admin_cli.cluster import cli as cluster_cli
 from admin_cli.demo import demo
 from admin_cli.health_cmd import health
 from admin_cli.send_cmd import send
@@ -50,6 +51,7 @@ app.add_typer(group_cmd.app, name="group")
 app.add_typer(client_cmd.app, name="client")
 app.add_typer(delivery_cmd.app, name="delivery")
 app.add_typer(token_cmd.app, name="token")
+app.add_typer(cluster_cli.app, name="cluster")
 app.command()(send)
 app.command()(health)
 app.command()(demo)

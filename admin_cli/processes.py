@@ -129,7 +129,11 @@ def spawn(argv: Sequence[str], log: Path, env: dict[str, str] | None = None) -> 
 
 
 class Watched:
-    """A child process whose output (stdout and stderr) is collected as lines, with waits on them."""
+    """A child process whose output (stdout and stderr) is collected as lines, with waits on them.
+
+    With on_line, each line is handed to it (from a reader thread) instead of
+    being kept: a long-running supervisor must not hold every line in memory.
+    """
 
     def __init__(
         self,
@@ -138,11 +142,13 @@ class Watched:
         *,
         stdin: bool = False,
         stop_signal: int = signal.SIGTERM,
+        on_line: Callable[[str], None] | None = None,
         **popen: Any,
     ) -> None:
         self.argv = list(argv)
         self.lines: list[str] = []
         self.stop_signal = stop_signal
+        self._on_line = on_line
         self._changed = threading.Condition()
         self.process = subprocess.Popen(
             self.argv,
@@ -165,6 +171,9 @@ class Watched:
     def _read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
+            if self._on_line is not None:
+                self._on_line(line.rstrip("\n"))
+                continue
             with self._changed:
                 self.lines.append(line.rstrip("\n"))
                 self._changed.notify_all()

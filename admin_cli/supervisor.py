@@ -2,9 +2,11 @@
 
 Started by `chatctl client start --restart on-failure`. Runs COMMAND, and when
 it exits with a failure (non-zero code or a signal such as kill -9) starts it
-again after a growing delay, keeping RECORD up to date with the current pid so
-that `chatctl client list` shows the process that really runs. A clean exit
-(code 0) ends supervision; SIGTERM is passed on to the child and ends it too.
+again after a growing delay (admin_cli/restarts.py, the policy `chatctl
+cluster` follows too), keeping RECORD up to date with the current pid so that
+`chatctl client list` shows the process that really runs. A clean exit (code
+0), or too many fast failures, ends supervision; SIGTERM is passed on to the
+child and ends it too.
 """
 
 from __future__ import annotations
@@ -13,15 +15,10 @@ import asyncio
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 from admin_cli.processes import ProcessId, ProcessRecord
-from clients.backoff import Backoff
-
-RESTART_BACKOFF = Backoff(initial_s=0.5, max_s=30.0)
-HEALTHY_RUN_S = 10.0
-"""A child that ran this long resets the restart delay."""
+from admin_cli.restarts import Restarts, describe_exit
 
 
 async def supervise(record_path: Path, command: list[str]) -> int:
@@ -29,12 +26,11 @@ async def supervise(record_path: Path, command: list[str]) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    delays = RESTART_BACKOFF.delays()
-    restarts = 0
+    restarts = Restarts("on-failure")
     while True:
         child = await asyncio.create_subprocess_exec(*command)
-        _update_record(record_path, child.pid, restarts)
-        started = time.monotonic()
+        _update_record(record_path, child.pid, restarts.count)
+        restarts.started()
         waiter = asyncio.create_task(child.wait())
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -44,21 +40,21 @@ async def supervise(record_path: Path, command: list[str]) -> int:
             await waiter
             return 0
         code = waiter.result()
-        if code == 0 or stop.is_set():
+        if stop.is_set():
             return 0
-        if time.monotonic() - started > HEALTHY_RUN_S:
-            delays.reset()
-        delay = delays.next()
-        print(f"* client exited ({_describe(code)}); restarting in {delay:.1f} s", flush=True)
+        verdict = restarts.after_exit(code)
+        if verdict.restart_in_s is None:
+            if verdict.gave_up:
+                print(f"* client exited ({describe_exit(code)}) too often; giving up", flush=True)
+            return 0 if code == 0 else 1
+        print(
+            f"* client exited ({describe_exit(code)}); restarting in {verdict.restart_in_s:.1f} s", flush=True
+        )
         try:
-            await asyncio.wait_for(stop.wait(), delay)
+            await asyncio.wait_for(stop.wait(), verdict.restart_in_s)
             return 0
         except TimeoutError:
-            restarts += 1
-
-
-def _describe(code: int) -> str:
-    return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+            restarts.restarting()
 
 
 def _update_record(path: Path, pid: int, restarts: int) -> None:
