@@ -288,6 +288,14 @@ def fetch_unread(access: ServerAccess, group: str) -> dict[str, int]:
         return {m.member: m.unread_count for m in api.list_unread(group).members}
 
 
+def record_first_start(access: ServerAccess, client: ClientLog) -> None:
+    """To be called before a client starts: on its first start, its member's cursor heads its log."""
+    with access.admin() as api:
+        members = {m.member: m.last_acked_seq for m in api.list_unread(client.group).members}
+    if client.member in members:
+        record_first_cursor(client.logs[-1], members[client.member])
+
+
 def _bearer(token: str) -> tuple[tuple[str, str]]:
     return (("authorization", f"Bearer {token}"),)
 
