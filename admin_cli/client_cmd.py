@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import sys
 import time
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TextIO
 
 import typer
 
@@ -25,13 +24,13 @@ from admin_cli.settings import (
     state_dir,
     tls_flags,
 )
-from clients.console import ERROR_PREFIX, SUBSCRIBED_PREFIX, ConsoleOptions, run_console
+from clients.console import ERROR_PREFIX, NOTE_LINE, SUBSCRIBED_PREFIX, ConsoleOptions, run_console
+from clients.display import visible
 
 app = typer.Typer(help="Run console clients and watch them.", no_args_is_help=True)
 
 SUBSCRIBE_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
-NOTE_LINE = re.compile(r"^\[(?P<group>\S+) #(?P<seq>\d+) [\d:]+\] (?P<sender>[^:]+): (?P<text>.*)$")
 
 
 class Restart(StrEnum):
@@ -257,16 +256,12 @@ def logs(
     if not path.exists():
         fail(f"no log for {name!r}: see 'chatctl client list'")
     with open(path, errors="replace") as file:
-        sys.stdout.write(file.read())
-        sys.stdout.flush()
+        _print_log_lines(file)
         if not follow:
             return
         try:
             while True:
-                chunk = file.read()
-                if chunk:
-                    sys.stdout.write(chunk)
-                    sys.stdout.flush()
+                if _print_log_lines(file):
                     continue
                 record = _load(name)
                 if record is None or not record.alive:
@@ -274,3 +269,22 @@ def logs(
                 time.sleep(processes.POLL_INTERVAL_S * 4)
         except KeyboardInterrupt:
             return
+
+
+def _print_log_lines(file: TextIO) -> bool:
+    """Prints the complete lines written since the last call, rendered visibly; says if any were.
+
+    The console renders what it logs, but a log may hold anything a process
+    wrote to it (gRPC core, an older console): nothing in it reaches the
+    terminal raw."""
+    printed = False
+    while True:
+        start = file.tell()
+        line = file.readline()
+        if not line.endswith("\n"):
+            file.seek(start)  # a line still being written: print it once it is whole
+            break
+        sys.stdout.write(visible(line[:-1]) + "\n")
+        printed = True
+    sys.stdout.flush()
+    return printed

@@ -26,11 +26,11 @@ import typer
 
 from admin_cli import server_cmd
 from admin_cli.admin_api import AdminApi, connect_admin
-from admin_cli.client_cmd import NOTE_LINE, client_command
+from admin_cli.client_cmd import client_command
 from admin_cli.delivery_cmd import delivery_table
 from admin_cli.output import err, fail, out
 from admin_cli.settings import admin_token, save_member_token
-from clients.console import SUBSCRIBED_PREFIX
+from clients.console import NOTE_LINE, SUBSCRIBED_PREFIX
 
 WAIT_S = 20.0
 

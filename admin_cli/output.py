@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from clients.display import visible
+
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -62,4 +64,5 @@ def duration(seconds: float) -> str:
 
 
 def _escape(text: str) -> str:
-    return text.replace("[", r"\[")
+    """Plain text for rich: network text shown visibly, and no markup."""
+    return visible(text).replace("[", r"\[")

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from clients.channel import ClientTls
 from clients.chat_client import ChatClient
+from clients.display import visible
 from clients.model import ChatError, ConnectionEvent, Note
 
 QUIT_COMMAND = "/quit"
@@ -45,12 +46,17 @@ class ConsoleOptions:
     """The last note an earlier run of this console showed."""
 
 
-NOTE_LINE = re.compile(r"^\[(?P<group>\S+) #(?P<seq>\d+) [\d:]+\] (?P<sender>[^:]+): (?P<text>.*)$")
+NOTE_LINE = re.compile(
+    r"^\[(?P<group>[a-z0-9][a-z0-9_-]*) #(?P<seq>\d+) \d\d:\d\d:\d\d\]"
+    r" (?P<sender>[a-z0-9][a-z0-9_-]*): (?P<text>.*)$"
+)
+"""A note line as format_note writes it: what chatctl, the demo and the tests read back."""
 
 
 def format_note(note: Note) -> str:
+    """One line whatever the text holds: controls and line breaks are shown as escapes."""
     clock = note.sent_at.astimezone().strftime("%H:%M:%S")
-    return f"[{note.group} #{note.seq} {clock}] {note.sender}: {note.text}"
+    return f"[{visible(note.group)} #{note.seq} {clock}] {visible(note.sender)}: {visible(note.text)}"
 
 
 def last_shown(log: Path, group: str) -> int:
@@ -70,7 +76,7 @@ def last_shown(log: Path, group: str) -> int:
 def format_event(event: ConnectionEvent, member: str) -> str:
     if event.kind == "subscribed":
         return f"{SUBSCRIBED_PREFIX}{event.group} on {event.server} as {member}"
-    return f"* connection lost ({event.detail}); retrying in {event.retry_in_s:.1f} s"
+    return f"* connection lost ({visible(event.detail)}); retrying in {event.retry_in_s:.1f} s"
 
 
 async def run_console(options: ConsoleOptions) -> int:
@@ -100,7 +106,7 @@ async def run_console(options: ConsoleOptions) -> int:
         await asyncio.gather(receiver, sender, stopper, return_exceptions=True)
         if receiver in done and receiver.exception() is not None:
             error = receiver.exception()
-            print(f"{ERROR_PREFIX}{error}", file=sys.stderr, flush=True)
+            print(f"{ERROR_PREFIX}{visible(str(error))}", file=sys.stderr, flush=True)
             return 1
         return 0
 
@@ -114,9 +120,9 @@ async def _send(client: ChatClient, group: str, text: str, say: Callable[[str], 
     try:
         note = await client.send(group, text)
     except ChatError as error:
-        say(f"* not sent ({error}): {text}")
+        say(f"* not sent ({visible(str(error))}): {visible(text)}")
     else:
-        say(f"* sent #{note.seq}: {note.text}")
+        say(f"* sent #{note.seq}: {visible(note.text)}")
 
 
 async def _type_lines(client: ChatClient, options: ConsoleOptions, say: Callable[[str], None]) -> None:

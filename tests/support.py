@@ -25,11 +25,11 @@ import grpc
 
 from admin_cli.processes import Watched
 from chatroom.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc, metadata
+from clients.console import NOTE_LINE
 from services.config import config_from_options
 from services.server import ChatServer
 
 TIMEOUT_S = 30.0
-NOTE_LINE = re.compile(r"^\[(?P<group>\S+) #(?P<seq>\d+) [\d:]+\] (?P<sender>[^:]+): (?P<text>.*)$")
 LISTENING = re.compile(r"listening on (\S+)")
 ADMIN_TOKEN = "test-admin-token"
 FLOODS = {"notes_per_second": 1_000_000.0, "note_burst": 1_000_000}

@@ -9,14 +9,16 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support import NOTE_LINE, TIMEOUT_S
+from clients.console import NOTE_LINE
+from tests.support import TIMEOUT_S
 
 CHATCTL = str(Path(sys.executable).parent / "chatctl")
 
@@ -96,3 +98,84 @@ def team(chatctl: Chatctl) -> Chatctl:
     chatctl.start_server()
     chatctl.run("group create team --members alice,bob,chad")
     return chatctl
+
+
+class Terminal:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.socket = f"chatroom-{uuid.uuid4().hex[:8]}"
+        self.env = env
+
+    def tmux(self, *args: str) -> str:
+        return subprocess.run(
+            ["tmux", "-L", self.socket, *args], env=self.env, capture_output=True, text=True, check=True
+        ).stdout
+
+    def start(self, command: str) -> None:
+        """Runs command in a new terminal that stays open after it exits, to read its status."""
+        self.tmux(
+            "-f",
+            "/dev/null",
+            "start-server",
+            ";",
+            "set-option",
+            "-g",
+            "remain-on-exit",
+            "on",
+            ";",
+            "new-session",
+            "-d",
+            "-s",
+            "console",
+            "-x",
+            "100",
+            "-y",
+            "15",
+            command,
+        )
+
+    def title(self) -> str:
+        return self.tmux("display-message", "-p", "-t", "console", "#{pane_title}").strip()
+
+    def exit_status(self) -> int | None:
+        """The command's exit status once it has exited, else None."""
+        dead, *status = self.tmux(
+            "display-message", "-p", "-t", "console", "#{pane_dead} #{pane_dead_status}"
+        ).split()
+        return int(status[0]) if dead == "1" and status else None
+
+    def wait_for_exit(self) -> int:
+        deadline = time.monotonic() + TIMEOUT_S
+        while (status := self.exit_status()) is None:
+            if time.monotonic() > deadline:
+                raise AssertionError("the command did not exit:\n" + "\n".join(self.screen()))
+            time.sleep(0.05)
+        return status
+
+    def screen(self) -> list[str]:
+        return [line.rstrip() for line in self.tmux("capture-pane", "-p", "-t", "console").splitlines()]
+
+    def wait_for_screen(self, condition: Callable[[list[str]], bool], what: str) -> list[str]:
+        deadline = time.monotonic() + TIMEOUT_S
+        while True:
+            screen = self.screen()
+            if condition(screen):
+                return screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"screen never showed {what}:\n" + "\n".join(screen))
+            time.sleep(0.05)
+
+    def type(self, text: str) -> None:
+        self.tmux("send-keys", "-t", "console", "-l", text)
+
+    def press(self, key: str) -> None:
+        self.tmux("send-keys", "-t", "console", key)
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], env=self.env, capture_output=True)
+
+
+@pytest.fixture
+def terminal(team: Chatctl) -> Iterator[Terminal]:
+    opened = Terminal(team.env)
+    yield opened
+    opened.close()

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from clients import Backoff, ChatClient
+from clients.console import NOTE_LINE
 from tests.e2e.conftest import Chatctl
-from tests.support import NOTE_LINE, ServerProcess, wait_until
+from tests.support import ServerProcess, wait_until
 
 GROUPS = ["g1", "g2", "g3"]
 READERS = [f"m{i:02d}" for i in range(50)]

@@ -3,73 +3,18 @@ arrive while you type print above the input line without garbling it."""
 
 from __future__ import annotations
 
+import shlex
 import shutil
-import subprocess
-import time
-import uuid
-from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.e2e.conftest import CHATCTL, Chatctl
-from tests.support import TIMEOUT_S
+from tests.e2e.conftest import CHATCTL, Chatctl, Terminal
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
 
-class Terminal:
-    def __init__(self, env: dict[str, str]) -> None:
-        self.socket = f"chatroom-{uuid.uuid4().hex[:8]}"
-        self.env = env
-
-    def tmux(self, *args: str) -> str:
-        return subprocess.run(
-            ["tmux", "-L", self.socket, *args], env=self.env, capture_output=True, text=True, check=True
-        ).stdout
-
-    def start(self, command: str) -> None:
-        self.tmux("new-session", "-d", "-s", "console", "-x", "100", "-y", "15", command)
-
-    def screen(self) -> list[str]:
-        return [line.rstrip() for line in self.tmux("capture-pane", "-p", "-t", "console").splitlines()]
-
-    def wait_for_screen(self, condition: Callable[[list[str]], bool], what: str) -> list[str]:
-        deadline = time.monotonic() + TIMEOUT_S
-        while True:
-            screen = self.screen()
-            if condition(screen):
-                return screen
-            if time.monotonic() > deadline:
-                raise AssertionError(f"screen never showed {what}:\n" + "\n".join(screen))
-            time.sleep(0.05)
-
-    def type(self, text: str) -> None:
-        self.tmux("send-keys", "-t", "console", "-l", text)
-
-    def press(self, key: str) -> None:
-        self.tmux("send-keys", "-t", "console", key)
-
-    def alive(self) -> bool:
-        return (
-            subprocess.run(
-                ["tmux", "-L", self.socket, "has-session"], env=self.env, capture_output=True
-            ).returncode
-            == 0
-        )
-
-    def close(self) -> None:
-        subprocess.run(["tmux", "-L", self.socket, "kill-server"], env=self.env, capture_output=True)
-
-
-@pytest.fixture
-def terminal(team: Chatctl) -> Iterator[Terminal]:
-    opened = Terminal(team.env)
-    yield opened
-    opened.close()
-
-
 def last_nonempty(screen: list[str]) -> str:
-    return [line for line in screen if line][-1]
+    return ([""] + [line for line in screen if line])[-1]
 
 
 def test_typing_sends_and_arriving_notes_do_not_garble_the_input_line(
@@ -100,7 +45,33 @@ def test_typing_sends_and_arriving_notes_do_not_garble_the_input_line(
 
     terminal.type("/quit")
     terminal.press("Enter")
-    deadline = time.monotonic() + TIMEOUT_S
-    while terminal.alive():
-        assert time.monotonic() < deadline, "the console did not quit"
-        time.sleep(0.05)
+    assert terminal.wait_for_exit() == 0
+
+
+HOSTILE = "\x1b[2J\x1b]0;pwned\x07\x1b[31mred\u202eevil\x9b\nforged"
+"""Clears the screen, sets the window title, colours, reverses, a C1 CSI, and a new line."""
+
+
+def test_a_hostile_note_is_shown_as_escapes_and_cannot_forge_a_note_line(
+    team: Chatctl, terminal: Terminal
+) -> None:
+    team.run("client start bob chad --group team --detach")
+    terminal.start(f"{CHATCTL} client start alice --group team")
+    terminal.wait_for_screen(lambda s: last_nonempty(s) == "alice@team>", "the prompt")
+    before = terminal.title()
+    forged = "[team #99 12:00:00] chad: I resign"
+    team.run(f"send --as bob --group team {shlex.quote(HOSTILE + chr(10) + forged)}")
+
+    shown = r"\x1b[2J\x1b]0;pwned\x07\x1b[31mred\u202eevil\x9b\nforged\n" + forged
+    screen = terminal.wait_for_screen(lambda s: any("bob: " in line for line in s), "bob's note")
+    assert screen[0].startswith("* subscribed to team"), screen  # not cleared
+    assert sum(line.startswith("[team #") for line in screen) == 1, screen  # no forged line
+    assert "".join(screen).endswith(f"bob: {shown}alice@team>")
+    assert terminal.title() == before
+    team.wait_for_note("chad", "bob", shown)  # a detached console logs the same one line
+    assert team.notes("chad") == [(1, "bob", shown)]
+
+    for command in ("client logs chad", "client list", "client list --json"):
+        output = team.run(command).stdout
+        assert not any(ord(c) < 0x20 and c != "\n" or 0x7F <= ord(c) < 0xA0 for c in output), command
+        assert "\u202e" not in output, command
