@@ -1,10 +1,16 @@
-"""The in-run baseline: a minimal grpc.aio fan-out server for chatroom.v1.ChatService.
+"""The in-run baselines: a minimal grpc.aio fan-out server for chatroom.v1.ChatService.
 
 It keeps one asyncio.Queue per subscriber and nothing else: no auth, no
 storage, no cursors, no flow control. Measured exactly like the chatroom
 server (its own process, same proto, same load), it shows what gRPC and Python
 cost for the same traffic, so chatroom/baseline ratios isolate what chatroom's
 own work (durability, identity, delivery tracking) adds.
+
+Readers reach it two ways. ChatStream is chatroom's bidirectional stream, on
+which readers ack as chatroom's do (the acks are read and dropped): the
+baseline. CEILING_METHOD is a server-streaming call that takes a Subscribe and
+never hears from the reader again: the pure gRPC ceiling, what fan-out costs
+when nothing at all flows back.
 
 Run: python -m benchmarks.baseline_server --listen 127.0.0.1:0
 It prints "baseline listening on HOST:PORT" once it serves.
@@ -21,8 +27,9 @@ import grpc
 
 from chatroom.v1 import chat_pb2, chat_pb2_grpc, metadata
 
-"""The header chatroom sends once a stream is subscribed; sent here too so the
-load generator treats both servers alike."""
+CEILING_SERVICE = "benchmarks.Ceiling"
+CEILING_METHOD = f"/{CEILING_SERVICE}/Subscribe"
+"""Subscribe in, ChatStreamResponses out: the ceiling's server-streaming call."""
 
 DEFAULT_MAX_BATCH = 500
 """Notes per stream message when a reader is behind: the same bound as chatroom's
@@ -58,13 +65,30 @@ class FanoutServicer(chat_pb2_grpc.ChatServiceServicer):  # type: ignore[misc]
         if first is None or first.WhichOneof("kind") != "subscribe":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a subscribe")
             return
-        group = first.subscribe.group
-        queue: asyncio.Queue[chat_pb2.Note] = asyncio.Queue()
-        subscribers = self._subscribers.setdefault(group, set())
-        subscribers.add(queue)
         # Acks are read (a real server must) and dropped.
         reader = asyncio.create_task(_discard(request_iterator))
         try:
+            async for response in self._deliver(first.subscribe.group, context):
+                yield response
+        finally:
+            reader.cancel()
+
+    async def Subscribe(
+        self, request: chat_pb2.Subscribe, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
+        """The ceiling: the same delivery with nothing to read from the reader."""
+        async for response in self._deliver(request.group, context):
+            yield response
+
+    async def _deliver(
+        self, group: str, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
+        queue: asyncio.Queue[chat_pb2.Note] = asyncio.Queue()
+        subscribers = self._subscribers.setdefault(group, set())
+        subscribers.add(queue)
+        try:
+            # The header chatroom sends once a stream is subscribed; sent here too so
+            # the load generator treats every server alike.
             await context.send_initial_metadata(((metadata.SUBSCRIBED, group),))
             while True:
                 batch = [await queue.get()]
@@ -73,7 +97,6 @@ class FanoutServicer(chat_pb2_grpc.ChatServiceServicer):  # type: ignore[misc]
                 yield chat_pb2.ChatStreamResponse(notes=batch)
         finally:
             subscribers.discard(queue)
-            reader.cancel()
 
 
 async def _discard(requests: AsyncIterator[chat_pb2.ChatStreamRequest]) -> None:
@@ -83,7 +106,16 @@ async def _discard(requests: AsyncIterator[chat_pb2.ChatStreamRequest]) -> None:
 
 async def serve(listen: str, max_batch: int) -> None:
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-    chat_pb2_grpc.add_ChatServiceServicer_to_server(FanoutServicer(max_batch), server)
+    servicer = FanoutServicer(max_batch)
+    chat_pb2_grpc.add_ChatServiceServicer_to_server(servicer, server)
+    ceiling = grpc.unary_stream_rpc_method_handler(
+        servicer.Subscribe,
+        request_deserializer=chat_pb2.Subscribe.FromString,
+        response_serializer=chat_pb2.ChatStreamResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(CEILING_SERVICE, {"Subscribe": ceiling}),)
+    )
     port = server.add_insecure_port(listen)
     if not port:
         raise SystemExit(f"cannot listen on {listen}")

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sqlite3
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from admin_cli import processes
 from benchmarks import cores, targets
 from benchmarks.load import (
     CALL_TIMEOUT_S,
+    TEXT_BYTES,
     Connections,
     CountingSink,
     DeliveryRecorder,
@@ -101,7 +105,9 @@ async def open_audience(target: Target, group: str, subscribers: int, senders: i
     tap = Tap()
     reader_connections = Connections(target.server.address)
     sender_connections = Connections(target.server.address, per_connection=1)
-    opened = await open_subscribers(reader_connections, group, [metadata[r] for r in readers], tap)
+    opened = await open_subscribers(
+        reader_connections, group, [metadata[r] for r in readers], tap, acks=target.acks
+    )
     sender_list = [Sender(sender_connections.stub(), metadata[w]) for w in writers]
     return Audience(target, group, opened, sender_list, tap, [reader_connections, sender_connections])
 
@@ -230,6 +236,7 @@ class SendResult:
     senders: int
     notes_per_s: float
     server_cpu_pct: float
+    server_cpu_us_per_note: float | None
     send_errors: dict[str, int]
 
 
@@ -249,11 +256,39 @@ async def send_rate_into(
     try:
         senders = [Sender(connections.stub(), item) for item in writers]
         meter = CpuMeter(target.server.pid)
-        confirmed, seconds = await send_for(senders, group, sizes.warmup_s, sizes.measure_s, errors)
-        _, server_pct, _ = meter.stop()
+        sent = await send_for(senders, group, sizes.warmup_s, sizes.measure_s, errors)
+        server_cpu, server_pct, _ = meter.stop()
     finally:
         await connections.close()
-    return SendResult(len(writers), confirmed / seconds, server_pct, dict(errors))
+    per_note = 1e6 * server_cpu / sent.total if sent.total else None
+    return SendResult(len(writers), sent.in_window / sent.seconds, server_pct, per_note, dict(errors))
+
+
+DISK_PROBE_S = 1.0
+
+
+def disk_commits_per_s(seconds: float = DISK_PROBE_S) -> float:
+    """Commits a second this disk takes the way chatroom commits (SQLite in WAL mode with
+    synchronous=FULL, one writer, a small row each): its fsync rate, the physical limit on
+    durable commits. Blocking: run it in a thread."""
+    with tempfile.TemporaryDirectory(prefix="chatroom-bench-disk-") as home:
+        connection = sqlite3.connect(Path(home) / "probe.db", isolation_level=None)
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = FULL")
+            connection.execute("CREATE TABLE notes (text BLOB)")
+            row = (b"x" * TEXT_BYTES,)
+            commits = 0
+            started = now = time.perf_counter()
+            while now - started < seconds:
+                connection.execute("BEGIN IMMEDIATE")
+                connection.execute("INSERT INTO notes VALUES (?)", row)
+                connection.execute("COMMIT")
+                commits += 1
+                now = time.perf_counter()
+            return commits / (now - started)
+        finally:
+            connection.close()
 
 
 # -- 6: catch-up ----------------------------------------------------------------------

@@ -2,9 +2,10 @@
 
 Everything runs in this one asyncio process, so the perf_counter_ns stamp a
 sender writes into a note's text and the moment a subscriber reads the note
-come from the same clock. Subscribers behave like the client library: they ack
-every response with its last seq, because the server stops a session that runs
-max_unacked notes ahead of its cursor.
+come from the same clock. Subscribers ack as the client library does, with its
+own ack sender, because the server stops a session that runs max_unacked notes
+ahead of its cursor and because acks are part of what fan-out costs; the
+ceiling's subscribers alone never ack.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from typing import Any, Protocol
 
 import grpc
 
+from benchmarks.baseline_server import CEILING_METHOD
 from benchmarks.targets import Metadata
 from chatroom.v1 import chat_pb2, chat_pb2_grpc, metadata
-from clients.chat_client import ACK_INTERVAL_S, EAGER_ACK_NOTES
+from clients.chat_client import _AckSender as AckSender  # the shipped client's, not a copy
 
 STREAMS_PER_CONNECTION = 100
 """Streams share a TCP connection in groups of this size: many clients, not one
@@ -78,21 +80,20 @@ class Connections:
         await asyncio.gather(*(channel.close() for channel in channels), return_exceptions=True)
 
 
-ACK_INTERVAL_NS = int(ACK_INTERVAL_S * 1e9)
-
-
 class Subscriber:
-    """One ChatStream: subscribe, then read, hand notes to the tap, and ack as the
-    client library does: once EAGER_ACK_NOTES are unacked, else at most every
-    ACK_INTERVAL_S.
+    """One subscriber: subscribe, then read, hand notes to the tap, and ack exactly as
+    the client library does (its ack sender, offered each response's last seq).
+    With acks=False, a server-streaming call to the ceiling that sends nothing back.
 
     Requests go through a request iterator rather than call.write(): when a
     server refuses a new stream, grpc.aio fails write() with INTERNAL "Internal
     error from Core" and loses the real status, which the iterator form keeps.
     """
 
-    def __init__(self, channel: grpc.aio.Channel, group: str, metadata: Metadata, tap: Tap) -> None:
-        self._stub = chat_pb2_grpc.ChatServiceStub(channel)
+    def __init__(
+        self, channel: grpc.aio.Channel, group: str, metadata: Metadata, tap: Tap, *, acks: bool = True
+    ) -> None:
+        self._channel = channel
         self._group = group
         self._metadata = metadata
         self.tap = tap
@@ -102,8 +103,7 @@ class Subscriber:
         """Why the stream ended (a status code name), once it has."""
         self._requests: asyncio.Queue[chat_pb2.ChatStreamRequest | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        self._acked_seq = 0
-        self._acked_at_ns = 0
+        self._acks = AckSender(self._requests) if acks else None
 
     async def _outgoing(self) -> AsyncIterator[chat_pb2.ChatStreamRequest]:
         while (request := await self._requests.get()) is not None:
@@ -111,9 +111,18 @@ class Subscriber:
 
     async def open(self) -> str | None:
         """Subscribes; None once the server accepted it, else the status code name of the refusal."""
-        subscribe = chat_pb2.ChatStreamRequest(subscribe=chat_pb2.Subscribe(group=self._group))
-        self._requests.put_nowait(subscribe)
-        self.call = self._stub.ChatStream(self._outgoing(), metadata=self._metadata)
+        subscribe = chat_pb2.Subscribe(group=self._group)
+        if self._acks is None:
+            ceiling = self._channel.unary_stream(
+                CEILING_METHOD,
+                request_serializer=chat_pb2.Subscribe.SerializeToString,
+                response_deserializer=chat_pb2.ChatStreamResponse.FromString,
+            )
+            self.call = ceiling(subscribe, metadata=self._metadata)
+        else:
+            self._requests.put_nowait(chat_pb2.ChatStreamRequest(subscribe=subscribe))
+            stub = chat_pb2_grpc.ChatServiceStub(self._channel)
+            self.call = stub.ChatStream(self._outgoing(), metadata=self._metadata)
         try:
             headers = await self.call.initial_metadata()
             if any(key == metadata.SUBSCRIBED for key, _ in headers or ()):
@@ -124,6 +133,8 @@ class Subscriber:
         return str(code.name)
 
     def start_reading(self) -> None:
+        if self._acks is not None:
+            self._acks.start()
         self._task = asyncio.create_task(self._read(), name="subscriber")
 
     @property
@@ -131,7 +142,7 @@ class Subscriber:
         return self.call is not None and not self.call.done() and self.ended is None
 
     async def _read(self) -> None:
-        call = self.call
+        call, acks = self.call, self._acks
         try:
             while True:
                 response = await call.read()
@@ -145,10 +156,8 @@ class Subscriber:
                 sink = self.tap.sink
                 if sink is not None:
                     sink.on_notes(notes, now)
-                seq = notes[-1].seq
-                if seq - self._acked_seq >= EAGER_ACK_NOTES or now - self._acked_at_ns >= ACK_INTERVAL_NS:
-                    self._requests.put_nowait(chat_pb2.ChatStreamRequest(ack=chat_pb2.Ack(seq=seq)))
-                    self._acked_seq, self._acked_at_ns = seq, now
+                if acks is not None:
+                    acks.offer(notes[-1].seq)
             self.ended = str((await call.code()).name)
         except grpc.aio.AioRpcError as error:
             self.ended = str(error.code().name)
@@ -156,6 +165,8 @@ class Subscriber:
     async def close(self) -> None:
         """Cancels the stream and lets go of the call: a call object kept alive keeps its
         TCP connection open even after the channel is closed."""
+        if self._acks is not None:
+            await self._acks.close()
         self._requests.put_nowait(None)
         call, self.call = self.call, None
         if call is not None:
@@ -194,6 +205,7 @@ async def open_subscribers(
     metadata: Sequence[Metadata],
     tap: Tap,
     *,
+    acks: bool = True,
     start_reading: bool = True,
     batch: int = OPEN_BATCH,
 ) -> Opened:
@@ -202,7 +214,7 @@ async def open_subscribers(
     started = time.perf_counter()
 
     async def open_one(item: Metadata) -> None:
-        subscriber = Subscriber(connections.channel(), group, item, tap)
+        subscriber = Subscriber(connections.channel(), group, item, tap, acks=acks)
         try:
             refusal = await asyncio.wait_for(subscriber.open(), OPEN_TIMEOUT_S)
         except TimeoutError:
@@ -378,29 +390,38 @@ async def _send(sender: Sender, group: str, text: str, client_msg_id: str, error
     return True
 
 
+@dataclass
+class Sent:
+    in_window: int
+    """Notes confirmed inside the measured window."""
+    seconds: float
+    """The window's length."""
+    total: int
+    """Notes confirmed from the start of the warm-up to the last reply."""
+
+
 async def send_for(
     senders: Sequence[Sender], group: str, warmup_s: float, duration_s: float, errors: Counter[str]
-) -> tuple[int, float]:
-    """Each sender sends one note after another; returns the notes confirmed inside the
-    measured window and the window's length."""
+) -> Sent:
+    """Each sender sends one note after another for warm-up + duration."""
     loop = asyncio.get_running_loop()
     start = loop.time()
     window_from, window_until = start + warmup_s, start + warmup_s + duration_s
-    confirmed = 0
+    sent = Sent(0, duration_s, 0)
     call_id = uuid.uuid4().hex[:12]  # client_msg_ids never repeat between calls
 
     async def run(sender: Sender, index: int) -> None:
-        nonlocal confirmed
         number = 0
         while loop.time() < window_until:
             number += 1
             text = f"send:{index}:{number}:0:".ljust(TEXT_BYTES, "x")
-            ok = await _send(sender, group, text, f"{call_id}:{index}:{number}", errors)
-            if ok and window_from <= loop.time() <= window_until:
-                confirmed += 1
+            if await _send(sender, group, text, f"{call_id}:{index}:{number}", errors):
+                sent.total += 1
+                if window_from <= loop.time() <= window_until:
+                    sent.in_window += 1
 
     await asyncio.gather(*(run(sender, index) for index, sender in enumerate(senders)))
-    return confirmed, duration_s
+    return sent
 
 
 async def send_count(

@@ -1,4 +1,9 @@
-"""Figures across runs: medians, chatroom/baseline ratios, the printed table and the JSON file.
+"""Figures across runs: medians, ratios to the references, the printed table and the JSON file.
+
+Two references stand beside chatroom: the baseline (a minimal fan-out server
+whose readers ack as chatroom's do) and the ceiling (the physical limit: for
+fan-out the same server with server-streaming readers that never ack, the pure
+gRPC ceiling; for durable sends the disk's own commit rate).
 
 The JSON keeps every run's value and the details behind it (refusals, errors,
 CPU of both sides), keyed by stable figure ids, so two commits' files can be
@@ -14,14 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-KINDS = ("chatroom", "baseline")
+KINDS = ("chatroom", "baseline", "ceiling")
 
 FAMILIES = {
     "fanout": "1. fan-out: deliveries/s and send-to-receive latency",
     "cpu_per_delivery": "2. server CPU-seconds per 1,000 deliveries",
     "idle_cpu": "3. server CPU with idle subscribed sessions",
     "rss_per_session": "4. resident memory per idle session",
-    "send_rate": "5. SendNote/s, concurrent senders, no subscribers",
+    "send_rate": "5. SendNote/s, concurrent senders, no subscribers (ceiling: the disk's limit)",
     "catchup": "6. catch-up of a member far behind",
     "max_sessions": "7. most concurrent sessions one process holds",
     "paced_latency": "8. latency at half of chatroom's saturation rate (paced senders)",
@@ -35,7 +40,8 @@ class Figure:
     title: str
     unit: str
     better: str
-    """"higher" or "lower": which way is good, to read the ratio."""
+    """"higher" or "lower": which way is good, to read the ratio; "reference": a figure
+    of a reference alone; "info": shown only as a note under the figure it explains."""
     runs: dict[str, list[float | None]] = field(default_factory=lambda: {kind: [] for kind in KINDS})
     note: str = ""
 
@@ -45,10 +51,19 @@ class Figure:
 
     @property
     def ratio(self) -> float | None:
-        chatroom, baseline = self.median("chatroom"), self.median("baseline")
-        if chatroom is None or baseline is None or baseline == 0:
+        """chatroom / baseline."""
+        return self.ratio_to("baseline")
+
+    @property
+    def ceiling_ratio(self) -> float | None:
+        """chatroom / ceiling."""
+        return self.ratio_to("ceiling")
+
+    def ratio_to(self, kind: str) -> float | None:
+        chatroom, reference = self.median("chatroom"), self.median(kind)
+        if chatroom is None or reference is None or reference == 0:
             return None
-        return chatroom / baseline
+        return chatroom / reference
 
 
 class Results:
@@ -96,6 +111,8 @@ class Results:
                     "chatroom": figure.median("chatroom"),
                     "baseline": figure.median("baseline"),
                     "ratio": figure.ratio,
+                    "ceiling": figure.median("ceiling"),
+                    "ceiling_ratio": figure.ceiling_ratio,
                     "runs": figure.runs,
                     "note": figure.note,
                 }
@@ -112,13 +129,18 @@ class Results:
     def table(self) -> str:
         runs = self.meta.get("runs")
         lines = [
-            f"chatroom vs in-run baseline: median of {runs} run(s); ratio = chatroom / baseline",
+            f"chatroom vs in-run references: median of {runs} run(s); ratio = chatroom / the column before",
+            "baseline: minimal grpc.aio fan-out, readers ack like chatroom's; ceiling: the same with"
+            " server-streaming readers that never ack (pure gRPC), or for durable sends the disk's limit",
             f"placement: {self.meta.get('placement')}; load average at start: {self.meta.get('loadavg')};"
             f" fsync of the database directory: {self.meta.get('fsync_ms')} ms (p50)",
             f"chatroom limits lifted for the load generator: {self.meta.get('chatroom_env')}",
         ]
         width = max([len(f.title) for f in self.figures.values()] + [40])
-        header = f"{'figure':<{width}}  {'chatroom':>12}  {'baseline':>12}  {'ratio':>7}  better"
+        header = (
+            f"{'figure':<{width}}  {'chatroom':>12}  {'baseline':>12}  {'ratio':>7}"
+            f"  {'ceiling':>12}  {'ratio':>7}  better"
+        )
         for family, heading in FAMILIES.items():
             members = [f for f in self.figures.values() if f.family == family]
             if not members:
@@ -129,7 +151,9 @@ class Results:
                     continue  # shown as a note under the figure it explains
                 lines.append(
                     f"{figure.title:<{width}}  {_number(figure.median('chatroom')):>12}"
-                    f"  {_number(figure.median('baseline')):>12}  {_ratio(figure.ratio):>7}  {figure.better}"
+                    f"  {_number(figure.median('baseline')):>12}  {_ratio(figure.ratio):>7}"
+                    f"  {_number(figure.median('ceiling')):>12}  {_ratio(figure.ceiling_ratio):>7}"
+                    f"  {figure.better}"
                 )
                 load = self._load_note(figure.id)
                 if load:
@@ -152,6 +176,7 @@ class Results:
         sides = [
             f"{kind} server {_number(server.median(kind))}% / generator {_number(generator.median(kind))}%"
             for kind in KINDS
+            if server.median(kind) is not None
         ]
         return "CPU (% of one core): " + "; ".join(sides)
 

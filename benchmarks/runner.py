@@ -1,7 +1,9 @@
 """The benchmark's order of play: which server runs when, for how many runs, into which figure.
 
-Runs alternate between the two servers (and which goes first), so that noise
-on a shared machine lands on both. Fan-out, SendNote and catch-up use one
+Runs rotate among the servers (and which goes first), so that noise on a
+shared machine lands on all of them. The ceiling takes part where it means
+something: fan-out and paced latency; for durable sends the disk is measured
+in its place, just before each chatroom run. Fan-out, SendNote and catch-up use one
 long-lived server of each kind; idle sessions and the most-sessions figure get
 a fresh server per run, so their memory is not what earlier figures left.
 """
@@ -18,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 
 import grpc
@@ -31,9 +33,17 @@ from benchmarks.targets import KINDS, Target
 Log = Callable[[str], None]
 
 
-def _order(run: int) -> Iterator[str]:
-    """Chatroom first on even runs, baseline first on odd ones."""
-    return iter(KINDS if run % 2 == 0 else tuple(reversed(KINDS)))
+STAGES = ("fanout", "send_rate", "catchup", "sessions")
+"""What --only may choose: fan-out (with paced latency), SendNote/s, catch-up (with
+SendNote/s into its large group), idle and most sessions."""
+SERVERS_WITH_STORAGE = ("chatroom", "baseline")
+"""Where the ceiling has no figure of its own (sends, catch-up, sessions)."""
+
+
+def _order(run: int, kinds: Sequence[str] = KINDS) -> Iterator[str]:
+    """Each run starts with the next server in turn."""
+    first = run % len(kinds)
+    return iter((*kinds[first:], *kinds[:first]))
 
 
 def _git(*args: str) -> str | None:
@@ -119,20 +129,33 @@ def prepare(sizes: Sizes, quick: bool) -> tuple[cores.Placement, Results]:
     return placement, Results(_meta(sizes, placement, quick))
 
 
-async def run(placement: cores.Placement, sizes: Sizes, results: Results, log: Log) -> None:
+async def run(
+    placement: cores.Placement,
+    sizes: Sizes,
+    results: Results,
+    log: Log,
+    stages: Sequence[str] = STAGES,
+) -> None:
     """Fills `results` figure by figure; what is there stays there if a later step fails."""
     live: dict[str, Target] = {}
+    results.meta["stages"] = list(stages)
     try:
-        for kind in KINDS:
-            live[kind] = await targets.start(kind, placement.server_core)
-            log(f"{kind} server: pid {live[kind].server.pid} on {live[kind].server.address}")
-        await _fanout(live, sizes, results, log)
-        await _send_rate(live, sizes, results, log)
-        await _catchup(live, sizes, results, log)
+        long_lived = KINDS if "fanout" in stages else SERVERS_WITH_STORAGE
+        if {"fanout", "send_rate", "catchup"} & set(stages):
+            for kind in long_lived:
+                live[kind] = await targets.start(kind, placement.server_core)
+                log(f"{kind} server: pid {live[kind].server.pid} on {live[kind].server.address}")
+        if "fanout" in stages:
+            await _fanout(live, sizes, results, log)
+        if "send_rate" in stages:
+            await _send_rate(live, sizes, results, log)
+        if "catchup" in stages:
+            await _catchup(live, sizes, results, log)
         for target in list(live.values()):
             await target.close()
         live.clear()
-        await _fresh_servers(placement, sizes, results, log)
+        if "sessions" in stages:
+            await _fresh_servers(placement, sizes, results, log)
         results.meta["complete"] = True
     finally:
         for target in live.values():
@@ -167,7 +190,7 @@ async def _fanout(live: dict[str, Target], sizes: Sizes, results: Results, log: 
             for senders in sizes.fanout_senders:
                 for run in range(sizes.runs):
                     for kind in _order(run):
-                        phase = f"f{n}s{senders}r{run}{kind[0]}"
+                        phase = f"f{n}s{senders}r{run}{kind[:2]}"
                         result = await figures.fanout(audiences[kind], senders, sizes, phase)
                         _add_fanout(results, kind, n, senders, result)
                         where = f"fan-out N={n}, {senders} sender(s), run {run + 1}, {kind}"
@@ -277,7 +300,7 @@ async def _paced(
     )
     for run in range(sizes.runs):
         for kind in _order(run):
-            result = await figures.paced(audiences[kind], senders, rate, sizes, f"p{n}r{run}{kind[0]}")
+            result = await figures.paced(audiences[kind], senders, rate, sizes, f"p{n}r{run}{kind[:2]}")
             for name, value in (("p50", result.p50_ms), ("p99", result.p99_ms)):
                 results.add(
                     f"paced_latency.n{n}.s{senders}.{name}_ms",
@@ -305,31 +328,71 @@ async def _paced(
 
 
 async def _send_rate(live: dict[str, Target], sizes: Sizes, results: Results, log: Log) -> None:
-    """Figure 5: each run in a group of its own, so no run inherits another's table size much."""
+    """Figure 5: each run in a group of its own, so no run inherits another's table size much.
+    The disk is measured just before each chatroom run: its commits/s times the notes one
+    commit can hold (one per closed-loop sender) is what durable sends can reach at best."""
+    title = f"{sizes.send_senders} senders, no subscribers"
     for run in range(sizes.runs):
-        for kind in _order(run):
+        for kind in _order(run, SERVERS_WITH_STORAGE):
+            if kind == "chatroom":
+                commits_per_s = await asyncio.to_thread(figures.disk_commits_per_s)
+                results.add(
+                    "send_rate.disk_commits_per_s",
+                    "ceiling",
+                    commits_per_s,
+                    family="send_rate",
+                    title="this disk: SQLite commits/s (WAL, synchronous=FULL, one writer)",
+                    unit="commits/s",
+                    better="reference",
+                )
+                results.add(
+                    "send_rate.notes_per_s",
+                    "ceiling",
+                    commits_per_s * sizes.send_senders,
+                    family="send_rate",
+                    title=f"{title}: SendNote/s",
+                    unit="notes/s",
+                    better="higher",
+                )
+                log(f"disk before run {run + 1}: {commits_per_s:,.0f} commits/s")
             result = await figures.send_rate(live[kind], f"send{run}", sizes)
             results.add(
                 "send_rate.notes_per_s",
                 kind,
                 result.notes_per_s,
                 family="send_rate",
-                title=f"{sizes.send_senders} senders, no subscribers: SendNote/s",
+                title=f"{title}: SendNote/s",
                 unit="notes/s",
                 better="higher",
-                note="chatroom: each note committed to SQLite before the reply; baseline: in memory",
+                note=(
+                    "chatroom: each note committed to SQLite (fsynced) before the reply; baseline: in"
+                    f" memory; ceiling: the disk's commits/s x {sizes.send_senders} notes per commit"
+                    " (one per closed-loop sender)"
+                ),
+            )
+            results.add(
+                "send_rate.cpu_us_per_note",
+                kind,
+                result.server_cpu_us_per_note,
+                family="send_rate",
+                title=f"{title}: server CPU-us per SendNote",
+                unit="CPU-us",
+                better="lower",
             )
             results.detail("send_rate", kind, asdict(result))
             _warn_problems(results, f"SendNote/s run {run + 1}, {kind}", result.send_errors, 0)
-            log(f"SendNote/s run {run + 1} {kind}: {result.notes_per_s:,.0f}")
+            log(
+                f"SendNote/s run {run + 1} {kind}: {result.notes_per_s:,.0f}, server CPU"
+                f" {result.server_cpu_pct:.0f}%, {result.server_cpu_us_per_note or 0:,.0f} us per note"
+            )
 
 
 async def _catchup(live: dict[str, Target], sizes: Sizes, results: Results, log: Log) -> None:
     """Figure 6: one backlog per server, written once; each run reads it with a reader of its own."""
     backlogs: dict[str, figures.Backlog] = {}
     try:
-        for kind, target in live.items():
-            backlog = backlogs[kind] = await figures.write_backlog(target, "catchup", sizes.runs, sizes)
+        for kind in SERVERS_WITH_STORAGE:
+            backlog = backlogs[kind] = await figures.write_backlog(live[kind], "catchup", sizes.runs, sizes)
             results.detail(
                 "catchup.backlog",
                 kind,
@@ -341,7 +404,7 @@ async def _catchup(live: dict[str, Target], sizes: Sizes, results: Results, log:
             )
             log(f"{kind}: {backlog.notes:,} notes of backlog written in {backlog.write_seconds:.1f} s")
         for run in range(sizes.runs):
-            for kind in _order(run):
+            for kind in _order(run, SERVERS_WITH_STORAGE):
                 result = await figures.catch_up(backlogs[kind], run, sizes)
                 results.add(
                     "catchup.notes_per_s",
@@ -367,7 +430,7 @@ async def _catchup(live: dict[str, Target], sizes: Sizes, results: Results, log:
                     + ("" if result.complete else " (INCOMPLETE)")
                 )
         for run in range(sizes.runs):
-            for kind in _order(run):
+            for kind in _order(run, SERVERS_WITH_STORAGE):
                 backlog = backlogs[kind]
                 sent = await figures.send_rate_into(backlog.target, backlog.group, backlog.writers, sizes)
                 results.add(
@@ -391,7 +454,7 @@ async def _catchup(live: dict[str, Target], sizes: Sizes, results: Results, log:
 async def _fresh_servers(placement: cores.Placement, sizes: Sizes, results: Results, log: Log) -> None:
     """Figures 3, 4 and 7, each run on servers started for it."""
     for run in range(sizes.runs):
-        for kind in _order(run):
+        for kind in _order(run, SERVERS_WITH_STORAGE):
             target = await targets.start(kind, placement.server_core)
             try:
                 idle = await figures.idle_sessions(target, sizes)
@@ -508,13 +571,15 @@ def _add_sessions(results: Results, kind: str, most: figures.SessionsResult, siz
     results.detail("max_sessions", kind, asdict(most))
 
 
-async def main(placement: cores.Placement, sizes: Sizes, results: Results, log: Log) -> None:
-    """Runs everything; SIGTERM cancels like Ctrl-C does, so the servers are stopped either way."""
+async def main(
+    placement: cores.Placement, sizes: Sizes, results: Results, log: Log, stages: Sequence[str] = STAGES
+) -> None:
+    """Runs the stages; SIGTERM cancels like Ctrl-C does, so the servers are stopped either way."""
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, task.cancel)
     try:
-        await run(placement, sizes, results, log)
+        await run(placement, sizes, results, log, stages)
     finally:
         loop.remove_signal_handler(signal.SIGTERM)

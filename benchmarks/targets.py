@@ -2,7 +2,9 @@
 
 The chatroom server needs groups and member tokens (made through its
 AdminService); the baseline has no identities, so its "members" carry no
-metadata. Everything else in the benchmark treats the two alike.
+metadata. The ceiling is a baseline server whose readers use its
+server-streaming call and never ack. Everything else in the benchmark treats
+them alike.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ ADMIN_TIMEOUT_S = 120.0
 class Target(Protocol):
     kind: str
     server: servers.ServerProcess
+    acks: bool
+    """Whether its readers hold a ChatStream and ack on it (else: a server-streaming call)."""
 
     async def create_group(self, group: str, members: Sequence[str]) -> dict[str, Metadata]:
         """Creates a group; returns the call metadata each member sends."""
@@ -38,6 +42,7 @@ def bearer(token: str) -> Metadata:
 
 class ChatroomTarget:
     kind = "chatroom"
+    acks = True
 
     def __init__(self, server: servers.ServerProcess, home: tempfile.TemporaryDirectory[str]) -> None:
         self.server = server
@@ -63,6 +68,7 @@ class ChatroomTarget:
 
 class BaselineTarget:
     kind = "baseline"
+    acks = True
 
     def __init__(self, server: servers.ServerProcess) -> None:
         self.server = server
@@ -74,7 +80,12 @@ class BaselineTarget:
         await self.server.stop()
 
 
-KINDS = ("chatroom", "baseline")
+class CeilingTarget(BaselineTarget):
+    kind = "ceiling"
+    acks = False
+
+
+KINDS = ("chatroom", "baseline", "ceiling")
 
 
 async def start(kind: str, core: int | None) -> Target:
@@ -89,4 +100,6 @@ async def start(kind: str, core: int | None) -> Target:
         return ChatroomTarget(server, home)
     if kind == "baseline":
         return BaselineTarget(await servers.baseline_server(core).start())
+    if kind == "ceiling":
+        return CeilingTarget(await servers.baseline_server(core).start())
     raise ValueError(f"unknown server kind {kind!r}")
