@@ -19,8 +19,9 @@ from typing import Any
 import psutil
 import pytest
 
+from clients.console import NOTE_LINE
 from tests.e2e.conftest import Chatctl
-from tests.support import NOTE_LINE, TIMEOUT_S
+from tests.support import TIMEOUT_S
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
