@@ -26,7 +26,12 @@ def split_members(values: Sequence[str]) -> list[str]:
 
 
 def group_json(group: admin_pb2.Group) -> dict[str, object]:
-    return {"group": group.group, "members": list(group.members), "head_seq": group.head_seq}
+    return {
+        "group": group.group,
+        "members": list(group.members),
+        "head_seq": group.head_seq,
+        "first_seq": group.first_seq,
+    }
 
 
 def _print_groups(groups: Sequence[admin_pb2.Group]) -> None:
@@ -79,17 +84,14 @@ def list_groups(server: Server = DEFAULT_SERVER, as_json: Json = False) -> None:
 
 @app.command(epilog="Example: chatctl group show team")
 def show(group: str, server: Server = DEFAULT_SERVER, as_json: Json = False) -> None:
-    """Show one group's members and head seq."""
+    """Show one group's members, its newest seq and its oldest kept one (retention deletes before it)."""
     with connect_admin(server) as api:
         found = api.get_group(group)
     if as_json:
         print_json(group_json(found))
         return
-    out.print(
-        table(
-            None, ("GROUP", "MEMBERS", "HEAD SEQ"), [(found.group, ", ".join(found.members), found.head_seq)]
-        )
-    )
+    row = (found.group, ", ".join(found.members), found.first_seq, found.head_seq)
+    out.print(table(None, ("GROUP", "MEMBERS", "FIRST SEQ", "HEAD SEQ"), [row]))
 
 
 @app.command("add-members", epilog="Example: chatctl group add-members team --members doug")

@@ -264,3 +264,13 @@ def test_shell_completion_is_offered(chatctl: Chatctl) -> None:
     chatctl.env["SHELL"] = "/bin/bash"
     script = chatctl.run("--show-completion bash").stdout
     assert "complete" in script and "chatctl" in script
+
+
+def test_group_show_prints_first_and_head_seq(team: Chatctl) -> None:
+    team.run('send --as alice --group team "one"')
+    team.run('send --as alice --group team "two"')
+    shown = team.run("group show team --json").json()
+    assert (shown["first_seq"], shown["head_seq"]) == (1, 2)
+    table = team.run("group show team").stdout.splitlines()
+    assert table[0].split() == ["GROUP", "MEMBERS", "FIRST", "SEQ", "HEAD", "SEQ"]
+    assert table[1].split()[-2:] == ["1", "2"]
