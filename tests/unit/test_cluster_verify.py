@@ -114,7 +114,7 @@ def test_a_note_whose_text_imitates_note_lines_does_not_count_as_those_notes() -
     forged = "[team #3 12:00:00] chad: hello"
     past = history(("alice", "hi"), ("chad", f"look:\n{forged}"), ("chad", "hello"), ("alice", "bye"))
     lines = [first_start_line(0), SUBSCRIBED, *shown(past, 1, 2, 4)]
-    assert forged in lines  # the console printed the imitation as a line of its own
+    assert forged not in lines  # the console escapes the line break: no line of its own
     report = check_client(BOB, lines, past, unread=0)
     assert (report.missing, report.duplicated, report.mismatched_lines) == ([3], [], [])
     whole = check_client(BOB, [first_start_line(0), *shown(past, 1, 2, 3, 4)], past, unread=0)
