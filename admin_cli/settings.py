@@ -11,6 +11,8 @@ import typer
 
 from admin_cli.output import fail
 from clients.channel import ClientTls
+from services.core.errors import InvalidRequest
+from services.core.names import check_name
 from services.state_dir import ADMIN_TOKEN_FILE, default_state_dir, read_secret, write_secret
 
 DEFAULT_SERVER = "localhost:50051"
@@ -67,7 +69,7 @@ def admin_token() -> str:
     if token := os.environ.get("CHATROOM_ADMIN_TOKEN"):
         return token
     path = state_dir() / ADMIN_TOKEN_FILE
-    token = read_secret(path)
+    token = _read_token(path)
     if token is None:
         fail(f"no admin token: set CHATROOM_ADMIN_TOKEN or start the server here first ({path} is missing)")
     return token
@@ -84,8 +86,20 @@ def save_member_token(member: str, token: str) -> Path:
 
 
 def member_token(member: str) -> str:
+    try:
+        check_name("member", member)  # a name, never a path: '../admin' must not read admin.token
+    except InvalidRequest as error:
+        fail(error.message)
     path = member_token_path(member)
-    token = read_secret(path)
+    token = _read_token(path)
     if token is None:
         fail(f"no token for {member!r} in {path.parent}: run 'chatctl token issue {member}'")
     return token
+
+
+def _read_token(path: Path) -> str | None:
+    try:
+        return read_secret(path)
+    except (OSError, UnicodeDecodeError) as error:
+        reason = "it is not UTF-8 text" if isinstance(error, UnicodeDecodeError) else error.strerror
+        fail(f"cannot read the token file {path}: {reason}")

@@ -60,13 +60,13 @@ class ChatClient:
         self._call_timeout_s = call_timeout_s
         self._on_event = on_event
         self._tls = tls
-        self._server_index = 0
-        self._channel: grpc.aio.Channel | None = None
+        self._sending = _Link(self._servers, tls)
         self._handed: dict[str, int] = {}
 
     @property
     def server(self) -> str:
-        return self._servers[self._server_index]
+        """The address sends go to now."""
+        return self._sending.server
 
     async def __aenter__(self) -> ChatClient:
         return self
@@ -75,19 +75,7 @@ class ChatClient:
         await self.close()
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = None
-
-    def _stub(self) -> chat_pb2_grpc.ChatServiceStub:
-        if self._channel is None:
-            self._channel = aio_channel(self.server, self._tls)
-        return chat_pb2_grpc.ChatServiceStub(self._channel)
-
-    async def _next_server(self) -> None:
-        """Drops the channel after a failure; the next call dials the next address."""
-        await self.close()
-        self._server_index = (self._server_index + 1) % len(self._servers)
+        await self._sending.close()
 
     async def send(self, group: str, text: str, *, client_msg_id: str | None = None) -> Note:
         """Stores a note and returns it with its seq; retried while the server is unreachable."""
@@ -98,15 +86,17 @@ class ChatClient:
         deadline = asyncio.get_running_loop().time() + self._send_retry_s
         while True:
             try:
-                response = await self._stub().SendNote(
+                response = await self._sending.stub().SendNote(
                     request, metadata=self._metadata, timeout=self._call_timeout_s
                 )
                 return Note.from_proto(response.note)
             except grpc.aio.AioRpcError as error:
-                delay = delays.next()
+                limited = _retry_after_s(error)
+                delay = delays.next() if limited is None else limited
                 if error.code() not in RETRYABLE or asyncio.get_running_loop().time() + delay > deadline:
                     raise ChatError(error.code(), error.details() or "") from None
-                await self._next_server()
+                if limited is None:  # a rate limit is waited out on the same server
+                    await self._sending.next_server()
                 await asyncio.sleep(delay)
 
     async def notes(self, group: str, *, after_seq: int = 0) -> AsyncGenerator[Note, None]:
@@ -118,21 +108,34 @@ class ChatClient:
         """
         self._handed[group] = max(self._handed.get(group, 0), after_seq)
         delays = self._backoff.delays()
-        while True:
-            try:
-                async for note in self._subscribe_once(group, delays):
-                    yield note
-                detail = "stream ended"
-            except grpc.aio.AioRpcError as error:
-                if error.code() not in RETRYABLE:
-                    raise ChatError(error.code(), error.details() or "") from None
-                detail = f"{error.code().name}: {error.details()}"
-            delay = delays.next()
-            self._report(ConnectionEvent("lost", self.server, group, detail, delay))
-            await self._next_server()
-            await asyncio.sleep(delay)
+        # A channel of its own: a failing send, which moves on to another server, must not
+        # close the channel under this stream (nor this stream's failover move the sends).
+        link = _Link(self._servers, self._tls)
+        try:
+            while True:
+                try:
+                    limited = None
+                    async for note in self._subscribe_once(link, group, delays):
+                        yield note
+                    detail = "stream ended"
+                except grpc.aio.AioRpcError as error:
+                    if error.code() not in RETRYABLE:
+                        raise ChatError(error.code(), error.details() or "") from None
+                    detail = f"{error.code().name}: {error.details()}"
+                    limited = _retry_after_s(error)
+                except asyncio.CancelledError:
+                    if _being_cancelled():
+                        raise
+                    detail = "stream cancelled"  # gRPC ended the call under us: reconnect
+                delay = delays.next() if limited is None else limited
+                self._report(ConnectionEvent("lost", link.server, group, detail, delay))
+                if limited is None:
+                    await link.next_server()
+                await asyncio.sleep(delay)
+        finally:
+            await link.close()
 
-    async def _subscribe_once(self, group: str, delays: BackoffDelays) -> AsyncIterator[Note]:
+    async def _subscribe_once(self, link: _Link, group: str, delays: BackoffDelays) -> AsyncIterator[Note]:
         """One stream, until it ends; failures surface as AioRpcError.
 
         Requests go out through an iterator rather than call.write(): a stream
@@ -140,7 +143,7 @@ class ChatClient:
         while reads report its real status."""
         requests: asyncio.Queue[chat_pb2.ChatStreamRequest | None] = asyncio.Queue()
         requests.put_nowait(chat_pb2.ChatStreamRequest(subscribe=chat_pb2.Subscribe(group=group)))
-        call = self._stub().ChatStream(_drain(requests), metadata=self._metadata)
+        call = link.stub().ChatStream(_drain(requests), metadata=self._metadata)
         acks = _AckSender(requests)
         try:
             headers = await call.initial_metadata()
@@ -148,7 +151,7 @@ class ChatClient:
                 await call.read()  # raises the refusal
                 return
             delays.reset()
-            self._report(ConnectionEvent("subscribed", self.server, group))
+            self._report(ConnectionEvent("subscribed", link.server, group))
             acks.start()
             while True:
                 response = await call.read()  # raises when the stream fails
@@ -169,6 +172,51 @@ class ChatClient:
     def _report(self, event: ConnectionEvent) -> None:
         if self._on_event is not None:
             self._on_event(event)
+
+
+class _Link:
+    """A channel to one of the addresses, moving on to the next after a failure."""
+
+    def __init__(self, servers: Sequence[str], tls: ClientTls | None) -> None:
+        self._servers = servers
+        self._tls = tls
+        self._index = 0
+        self._channel: grpc.aio.Channel | None = None
+
+    @property
+    def server(self) -> str:
+        return self._servers[self._index]
+
+    def stub(self) -> chat_pb2_grpc.ChatServiceStub:
+        if self._channel is None:
+            self._channel = aio_channel(self.server, self._tls)
+        return chat_pb2_grpc.ChatServiceStub(self._channel)
+
+    async def next_server(self) -> None:
+        """Drops the channel; the next call dials the next address."""
+        await self.close()
+        self._index = (self._index + 1) % len(self._servers)
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+
+
+def _retry_after_s(error: grpc.aio.AioRpcError) -> float | None:
+    """How long a rate limit asks to wait, if the error is one."""
+    if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return None
+    for key, value in error.trailing_metadata() or ():
+        if key == metadata.RETRY_AFTER_MS and str(value).isdigit():
+            return int(value) / 1000
+    return None
+
+
+def _being_cancelled() -> bool:
+    """Whether the task itself is being cancelled (rather than a call ending under it)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 async def _drain(

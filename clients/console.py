@@ -32,6 +32,8 @@ from clients.model import ChatError, ConnectionEvent, Note
 QUIT_COMMAND = "/quit"
 SUBSCRIBED_PREFIX = "* subscribed to "
 ERROR_PREFIX = "error: "
+INTERRUPTED_EXIT_CODE = 130
+"""Ctrl-C, as shells report a process ended by SIGINT."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +88,10 @@ async def run_console(options: ConsoleOptions) -> int:
         print(line, flush=True)
 
     stop = asyncio.Event()
+    interrupted = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, interrupted.set)
     client = ChatClient(
         options.servers,
         options.token,
@@ -99,7 +102,7 @@ async def run_console(options: ConsoleOptions) -> int:
         receiver = asyncio.create_task(_receive(client, options, say))
         typer = _type_interactively if options.interactive else _type_lines
         sender = asyncio.create_task(typer(client, options, say))
-        stopper = asyncio.create_task(stop.wait())
+        stopper = asyncio.create_task(_first(stop, interrupted))
         done, _ = await asyncio.wait({receiver, sender, stopper}, return_when=asyncio.FIRST_COMPLETED)
         for task in (receiver, sender, stopper):
             task.cancel()
@@ -108,7 +111,23 @@ async def run_console(options: ConsoleOptions) -> int:
             error = receiver.exception()
             print(f"{ERROR_PREFIX}{visible(str(error))}", file=sys.stderr, flush=True)
             return 1
-        return 0
+        interrupted_by_ctrl_c = interrupted.is_set() or (
+            sender in done and isinstance(sender.exception(), Interrupted)
+        )
+        return INTERRUPTED_EXIT_CODE if interrupted_by_ctrl_c else 0
+
+
+class Interrupted(Exception):
+    """Ctrl-C at the prompt (prompt_toolkit reads it as a key, not as SIGINT)."""
+
+
+async def _first(*events: asyncio.Event) -> None:
+    waits = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 async def _receive(client: ChatClient, options: ConsoleOptions, say: Callable[[str], None]) -> None:
@@ -156,8 +175,10 @@ async def _type_interactively(
         while True:
             try:
                 line = await prompt.prompt_async()
-            except (EOFError, KeyboardInterrupt):
+            except EOFError:
                 return
+            except KeyboardInterrupt:
+                raise Interrupted from None
             if line.strip() == QUIT_COMMAND:
                 return
             if line.strip():

@@ -274,3 +274,17 @@ def test_group_show_prints_first_and_head_seq(team: Chatctl) -> None:
     table = team.run("group show team").stdout.splitlines()
     assert table[0].split() == ["GROUP", "MEMBERS", "FIRST", "SEQ", "HEAD", "SEQ"]
     assert table[1].split()[-2:] == ["1", "2"]
+
+
+def test_unreadable_token_files_and_member_names_that_are_paths_are_one_line(team: Chatctl) -> None:
+    (team.home / "tokens" / "bob.token").write_bytes(b"\xff\xfe not text")
+    (team.home / "tokens" / "chad.token").unlink()
+    (team.home / "tokens" / "chad.token").mkdir()
+    for command, line in (
+        ("send --as bob --group team hi", "not UTF-8"),
+        ("send --as chad --group team hi", "cannot read the token file"),
+        ("send --as ../admin --group team hi", "invalid member name '../admin'"),
+    ):
+        result = team.run(command, check=False)
+        assert result.code != 0 and len(result.stderr.splitlines()) == 1, result.stderr
+        assert line in result.stderr and "Traceback" not in result.stderr

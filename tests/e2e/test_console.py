@@ -75,3 +75,10 @@ def test_a_hostile_note_is_shown_as_escapes_and_cannot_forge_a_note_line(
         output = team.run(command).stdout
         assert not any(ord(c) < 0x20 and c != "\n" or 0x7F <= ord(c) < 0xA0 for c in output), command
         assert "\u202e" not in output, command
+
+
+def test_ctrl_c_leaves_the_console_with_130(team: Chatctl, terminal: Terminal) -> None:
+    terminal.start(f"{CHATCTL} client start alice --group team")
+    terminal.wait_for_screen(lambda s: last_nonempty(s) == "alice@team>", "the prompt")
+    terminal.press("C-c")
+    assert terminal.wait_for_exit() == 130

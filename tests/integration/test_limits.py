@@ -132,3 +132,23 @@ def test_an_old_connection_is_recycled_and_its_stream_resumes(tmp_path: Path) ->
                 bob.stop()
     finally:
         server.stop()
+
+
+def test_a_console_sending_over_the_rate_limit_waits_and_keeps_its_subscription(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, extra_args=["--notes-per-second=2", "--note-burst=1"]).start()
+    try:
+        with server.channel() as channel:
+            tokens = server.admin(channel).create_group("team", ["alice", "bob"])
+        token_file = tmp_path / "alice.token"
+        token_file.write_text(tokens["alice"])
+        alice = Console("alice", "team", server.address, token_file, server.env).subscribed()
+        try:
+            for i in range(5):
+                alice.write_line(f"quick {i}")
+            alice.expect_count("* sent #", 5)
+            assert [line for line in alice.lines if line.startswith(("* not sent", "* connection"))] == []
+            assert alice.process.poll() is None
+        finally:
+            alice.stop()
+    finally:
+        server.stop()
