@@ -12,7 +12,6 @@ twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
@@ -227,47 +226,70 @@ async def _drain(
 
 
 class _AckSender:
-    """Acks what the consumer has seen, cumulatively and sparingly.
+    """Acks what the consumer has seen, cumulatively and sparingly: debounced.
 
-    A trickle of notes is acked at most every ACK_INTERVAL_S, so a stream costs
-    the server one ack message per interval rather than one per note; a
-    backlog is acked as soon as EAGER_ACK_NOTES are unacked, so the server's
-    window (max_unacked) never stalls a catch-up."""
+    An ack goes out once notes stop arriving for QUIET_S, at once when
+    EAGER_ACK_NOTES are unacked, and at the latest MAX_DELAY_S after the oldest
+    unacked note, so that a stream that never pauses is still acked. Notes of a
+    conversation, further apart than QUIET_S, are each acked QUIET_S after they
+    were seen; a busy stream costs the server one ack per EAGER_ACK_NOTES or per
+    MAX_DELAY_S instead of one per note. A crash redelivers at most
+    EAGER_ACK_NOTES notes, as ever, and the server's window (max_unacked, far
+    above EAGER_ACK_NOTES) never stalls a catch-up. Timers, not a task: an idle
+    stream costs nothing, a busy one a timer per QUIET_S."""
+
+    QUIET_S = ACK_INTERVAL_S
+    MAX_DELAY_S = 1.0
+    TIMER_SLACK_S = 0.001
+    """A timer may fire this early (the loop's clock resolution and more): it counts as due."""
 
     def __init__(self, requests: asyncio.Queue[chat_pb2.ChatStreamRequest | None]) -> None:
         self._requests = requests
         self._seen = self._sent = 0
-        self._pending = asyncio.Event()
-        self._urgent = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._first_unacked_at = self._last_seen_at = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._send_forever(), name="chat-acks")
+        self._loop = asyncio.get_running_loop()
 
     def offer(self, seq: int) -> None:
-        if seq > self._seen:
-            self._seen = seq
-            self._pending.set()
-            if seq - self._sent >= EAGER_ACK_NOTES:
-                self._urgent.set()
+        if seq <= self._seen:
+            return
+        self._seen = seq
+        if self._loop is None:
+            return  # not started, or closed: close() acks what was seen
+        if seq - self._sent >= EAGER_ACK_NOTES:
+            self._send()
+            return
+        now = self._last_seen_at = self._loop.time()
+        if self._timer is None:
+            self._first_unacked_at = now
+            self._timer = self._loop.call_at(now + self.QUIET_S, self._due)
 
     async def close(self) -> None:
         """Stops, queueing a last ack of what was seen (best effort: the stream may be gone)."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        self._loop = None
         if self._seen > self._sent:
+            self._send()
+        self._cancel_timer()
+
+    def _due(self) -> None:
+        self._timer = None
+        if self._loop is None or self._seen <= self._sent:
+            return
+        due = min(self._last_seen_at + self.QUIET_S, self._first_unacked_at + self.MAX_DELAY_S)
+        if due - self._loop.time() > self.TIMER_SLACK_S:
+            self._timer = self._loop.call_at(due, self._due)  # notes kept coming
+        else:
             self._send()
 
     def _send(self) -> None:
         self._requests.put_nowait(chat_pb2.ChatStreamRequest(ack=chat_pb2.Ack(seq=self._seen)))
         self._sent = self._seen
+        self._cancel_timer()
 
-    async def _send_forever(self) -> None:
-        while True:
-            await self._pending.wait()
-            self._pending.clear()
-            self._urgent.clear()
-            self._send()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._urgent.wait(), ACK_INTERVAL_S)
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
