@@ -80,13 +80,14 @@ def test_server_status_reports_address_pid_storage_and_health(team: Chatctl) -> 
 
 def test_groups_can_be_listed_changed_and_deleted(team: Chatctl) -> None:
     assert team.run("group list --json").json() == [
-        {"group": "team", "members": ["alice", "bob", "chad"], "head_seq": 0}
+        {"group": "team", "members": ["alice", "bob", "chad"], "head_seq": 0, "first_seq": 1}
     ]
     added = team.run("group add-members team --members doug --json").json()
     assert added == {
         "group": "team",
         "members": ["alice", "bob", "chad", "doug"],
         "head_seq": 0,
+        "first_seq": 1,
         "tokens_saved": ["doug"],
     }
     assert (team.home / "tokens" / "doug.token").stat().st_mode & 0o777 == 0o600
