@@ -91,9 +91,11 @@ def test_health_check_needs_no_token(server: ServerProcess) -> None:
 
 
 def test_page_back_through_history_with_grpcurl(server: ServerProcess, admin: Admin, name: str) -> None:
-    tokens = admin.create_group(name, ["alice", f"{name}-bob"])
+    tokens = admin.create_group(name, [f"{name}-alice", f"{name}-bob"])
     for text in ("one", "two", "three"):
-        call(server, tokens["alice"], "chatroom.v1.ChatService/SendNote", {"group": name, "text": text})
+        call(
+            server, tokens[f"{name}-alice"], "chatroom.v1.ChatService/SendNote", {"group": name, "text": text}
+        )
     method = "chatroom.v1.ChatService/ListNotes"
     newest = call(server, tokens[f"{name}-bob"], method, {"group": name, "limit": 2})
     assert [(n["seq"], n["text"]) for n in newest["notes"]] == [("2", "two"), ("3", "three")]  # type: ignore[attr-defined]
