@@ -262,16 +262,23 @@ def storage_rows(server: Server) -> dict[str, list[tuple[object, ...]]]:
 
 
 class Stream:
-    """A raw ChatStream: subscribe, read batches, ack by hand."""
+    """A raw ChatStream: subscribe (at once, or later with group=None), read batches, ack by hand."""
 
-    def __init__(self, channel: grpc.Channel, token: str, group: str) -> None:
+    def __init__(self, channel: grpc.Channel, token: str, group: str | None) -> None:
         import queue
 
         self._requests: queue.Queue[chat_pb2.ChatStreamRequest | None] = queue.Queue()
-        self._requests.put(chat_pb2.ChatStreamRequest(subscribe=chat_pb2.Subscribe(group=group)))
         self._responses = chat_pb2_grpc.ChatServiceStub(channel).ChatStream(
             iter(self._requests.get, None), metadata=bearer(token), timeout=120
         )
+        if group is not None:
+            self.subscribe(group)
+
+    def subscribe(self, group: str) -> None:
+        self._requests.put(chat_pb2.ChatStreamRequest(subscribe=chat_pb2.Subscribe(group=group)))
+
+    def done(self) -> bool:
+        return bool(self._responses.done())
 
     def initial_metadata(self) -> tuple[tuple[str, str], ...]:
         return tuple(self._responses.initial_metadata())
@@ -301,11 +308,15 @@ class Stream:
     def ack(self, seq: int) -> None:
         self._requests.put(chat_pb2.ChatStreamRequest(ack=chat_pb2.Ack(seq=seq)))
 
+    def read_to_end(self) -> None:
+        """Reads until the server ends the stream; an error ending raises its RpcError."""
+        for _ in self._responses:
+            pass
+
     def ended_with(self) -> grpc.StatusCode:
         """Reads until the server ends the stream and returns its status code."""
         try:
-            for _ in self._responses:
-                pass
+            self.read_to_end()
         except grpc.RpcError as error:
             return error.code()
         return grpc.StatusCode.OK

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from admin_cli.cluster.logs import follow_lines
+
 EventType = Literal["process", "delivery"]
-FOLLOW_POLL_S = 0.2
 
 
 class EventLog:
@@ -50,17 +50,7 @@ def read(path: Path) -> list[dict[str, Any]]:
 
 
 def follow(path: Path) -> Iterator[dict[str, Any]]:
-    with open(path) as file:
-        file.seek(0, 2)
-        pending = ""
-        while True:
-            chunk = file.read()
-            if not chunk:
-                time.sleep(FOLLOW_POLL_S)
-                continue
-            pending += chunk
-            *complete, pending = pending.split("\n")
-            yield from (entry for line in complete if (entry := _parse(line)) is not None)
+    return (entry for line in follow_lines(path) if (entry := _parse(line)) is not None)
 
 
 def _parse(line: str) -> dict[str, Any] | None:

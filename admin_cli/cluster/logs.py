@@ -108,8 +108,8 @@ def read(path: Path, names: list[str], tail: int | None, since_s: float | None) 
     return list(kept)
 
 
-def follow(path: Path, names: list[str]) -> Iterator[LogLine]:
-    """New lines as they are written, until interrupted."""
+def follow_lines(path: Path) -> Iterator[str]:
+    """Whole lines appended to a file from now on, until interrupted (like `tail -f`)."""
     with open(path, errors="replace") as file:
         file.seek(0, 2)
         pending = ""
@@ -120,10 +120,15 @@ def follow(path: Path, names: list[str]) -> Iterator[LogLine]:
                 continue
             pending += chunk
             *complete, pending = pending.split("\n")
-            for raw in complete:
-                line = LogLine.parse(raw)
-                if line is not None and matches(line.name, names):
-                    yield line
+            yield from complete
+
+
+def follow(path: Path, names: list[str]) -> Iterator[LogLine]:
+    """New lines as they are written, until interrupted."""
+    for raw in follow_lines(path):
+        line = LogLine.parse(raw)
+        if line is not None and matches(line.name, names):
+            yield line
 
 
 def print_lines(lines: Iterable[LogLine], width: int) -> None:

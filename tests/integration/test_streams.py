@@ -3,48 +3,22 @@ and never served with a token that was replaced before they subscribed."""
 
 from __future__ import annotations
 
-import queue
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 
-from chatroom.v1 import chat_pb2, chat_pb2_grpc, metadata
-from tests.support import ServerProcess, Stream, bearer, wait_until
+from chatroom.v1 import metadata
+from tests.support import ServerProcess, Stream, wait_until
 
 
-class Unsubscribed:
-    """A ChatStream that is open (authenticated) but has sent nothing yet."""
-
-    def __init__(self, channel: grpc.Channel, token: str) -> None:
-        self._requests: queue.Queue[chat_pb2.ChatStreamRequest | None] = queue.Queue()
-        self.responses = chat_pb2_grpc.ChatServiceStub(channel).ChatStream(
-            iter(self._requests.get, None), metadata=bearer(token), timeout=120
-        )
-
-    def subscribe(self, group: str) -> None:
-        self._requests.put(chat_pb2.ChatStreamRequest(subscribe=chat_pb2.Subscribe(group=group)))
-
-    def ended_with(self) -> grpc.StatusCode:
-        try:
-            for _ in self.responses:
-                pass
-        except grpc.RpcError as error:
-            return error.code()
-        return grpc.StatusCode.OK
-
-    def close(self) -> None:
-        self._requests.put(None)
-        self.responses.cancel()
-
-
-def counted(server: ServerProcess, channel: grpc.Channel, member: str, token: str) -> Unsubscribed:
+def counted(server: ServerProcess, channel: grpc.Channel, member: str, token: str) -> Stream:
     """Opens a stream that does not subscribe, once the server counts it: once a second
     stream of the member is refused."""
     admin = server.admin(channel)
     while True:
-        waiting = Unsubscribed(channel, token)
+        waiting = Stream(channel, token, group=None)
         while True:
             probe = Stream(channel, token, "team")
             if metadata.SUBSCRIBED not in dict(probe.initial_metadata()):
@@ -52,7 +26,7 @@ def counted(server: ServerProcess, channel: grpc.Channel, member: str, token: st
                 return waiting
             probe.close()  # it came first: wait until the server let it go, and look again
             wait_until(lambda: admin.unread("team")[member].online_sessions == 0, what="the probe to go")
-            if waiting.responses.done():  # refused while the probe held the place
+            if waiting.done():  # refused while the probe held the place
                 break
 
 
@@ -81,10 +55,9 @@ def test_a_stream_that_never_subscribes_is_ended_at_its_deadline(fresh_database:
     try:
         with server.channel() as channel:
             tokens = server.admin(channel).create_group("team", ["alice"])
-            silent = Unsubscribed(channel, tokens["alice"])
+            silent = Stream(channel, tokens["alice"], group=None)
             with pytest.raises(grpc.RpcError) as ended:
-                for _ in silent.responses:
-                    pass
+                silent.read_to_end()
             assert ended.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert "no subscribe within 1 s" in (ended.value.details() or "")
     finally:
