@@ -8,6 +8,11 @@ it with SIGINT (PostgreSQL's fast shutdown). It listens on 127.0.0.1 only,
 on a port chosen once and kept with the data, and asks for a password kept
 beside it (mode 0600). PostgreSQL refuses to run as root, so as root it runs
 as an unprivileged user of its own.
+
+That user is taken on by a fresh interpreter that then becomes `postgres`
+(same pid), not by subprocess's `user=`: that makes subprocess fork() a copy
+of the caller, and a copy of a process with gRPC threads at work may crash in
+gRPC's fork handlers before it ever runs PostgreSQL.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +42,12 @@ SERVER_USER = "embedded_postgres"
 DATABASE = "chatroom"
 READY_LINE = "database system is ready to accept connections"
 STOP_SIGNAL = signal.SIGINT
+BECOME_USER = (
+    "import os, pwd, sys; user = pwd.getpwnam(sys.argv[1]); "
+    "os.setgroups([]); os.setgid(user.pw_gid); os.setuid(user.pw_uid); "
+    "os.execv(sys.argv[2], sys.argv[2:])"
+)
+"""Run as `python -c BECOME_USER USER PROGRAM ARG…`: PROGRAM as USER, in the same process."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +109,8 @@ class EmbeddedPostgres:
 
     def command(self) -> list[str]:
         """`postgres` in the foreground on this data directory (it logs to stderr)."""
-        return [
-            str(self._bin / "postgres"),
+        return self.argv(
+            "postgres",
             "-D",
             str(self.data_dir),
             "-p",
@@ -109,12 +121,13 @@ class EmbeddedPostgres:
             "unix_socket_directories=",
             "-c",
             "logging_collector=off",
-        ]
+        )
 
-    def popen_options(self) -> dict[str, Any]:
-        """What subprocess needs to start `command()` as the right user."""
+    def argv(self, program: str, *args: str) -> list[str]:
+        """The command line that runs one of PostgreSQL's programs as the user it must run as."""
+        argv = [str(self._bin / program), *args]
         user = self._user()
-        return {} if user is None else {"user": user, "group": user}
+        return argv if user is None else [sys.executable, "-I", "-c", BECOME_USER, user, *argv]
 
     def ensure_port_free(self) -> None:
         """Moves to another port if the kept one was taken meanwhile by something else."""
@@ -148,12 +161,7 @@ class EmbeddedPostgres:
 
     def _run(self, program: str, *args: str, stdin: str | None = None) -> None:
         completed = subprocess.run(
-            [str(self._bin / program), *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            check=False,
-            **self.popen_options(),
+            self.argv(program, *args), input=stdin, capture_output=True, text=True, check=False
         )
         if completed.returncode != 0:
             detail = (completed.stderr or completed.stdout).strip().splitlines()

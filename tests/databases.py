@@ -41,7 +41,7 @@ def embedded_postgres(home: Path, *settings: str) -> Iterator[tuple[EmbeddedPost
 
 
 def start_postgres(server: EmbeddedPostgres, options: list[str]) -> Watched:
-    process = Watched([*server.command(), *options], stop_signal=server.stop_signal, **server.popen_options())
+    process = Watched([*server.command(), *options], stop_signal=server.stop_signal)
     if process.wait_for(READY_LINE, START_TIMEOUT_S) is None:
         process.stop()
         raise RuntimeError(f"PostgreSQL did not start:\n{process.output}")

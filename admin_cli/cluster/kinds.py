@@ -80,7 +80,6 @@ class StorageProcess(Supervised):
             base_environment(),
             stop_signal=self.postgres.stop_signal,
             stop_grace_s=POSTGRES_STOP_GRACE_S,
-            popen=self.postgres.popen_options(),
         )
 
     def on_output(self, line: str) -> None:

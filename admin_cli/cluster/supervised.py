@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
@@ -55,7 +55,6 @@ class Launch:
     stop_signal: int = signal.SIGTERM
     stop_grace_s: float = 15.0
     """Longer than a server's default drain (10 s), so that a drain is not cut short."""
-    popen: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +209,6 @@ class Supervised:
                 launch.env,
                 on_line=lambda line: self._output(log, line),
                 start_new_session=True,  # Ctrl-C in the terminal reaches the supervisor only
-                **launch.popen,
             )
         except OSError as error:
             log.close()
