@@ -17,6 +17,7 @@ from admin_cli.output import duration, fail, info, note, out, print_json, table
 from admin_cli.settings import (
     DEFAULT_SERVER,
     Json,
+    Keepalive,
     Server,
     client_tls,
     member_token,
@@ -24,6 +25,7 @@ from admin_cli.settings import (
     state_dir,
     tls_flags,
 )
+from clients.channel import DEFAULT_KEEPALIVE_S
 from clients.console import ERROR_PREFIX, NOTE_LINE, SUBSCRIBED_PREFIX, ConsoleOptions, run_console
 from clients.display import visible
 
@@ -50,8 +52,12 @@ def log_path(name: str) -> Path:
     return clients_dir() / f"{name}.log"
 
 
-def client_command(name: str, group: str, server: str, log: Path | None = None) -> list[str]:
-    """The console client process; with a log it resumes after the notes logged there."""
+def client_command(
+    name: str, group: str, server: str, log: Path | None = None, keepalive_s: float | None = None
+) -> list[str]:
+    """The console client process; with a log it resumes after the notes logged there.
+
+    Without keepalive_s it pings as CHATROOM_CLIENT_KEEPALIVE (inherited) or its default says."""
     command = [
         sys.executable,
         "-m",
@@ -63,6 +69,8 @@ def client_command(name: str, group: str, server: str, log: Path | None = None) 
         "--plain",
         *tls_flags(),
     ]
+    if keepalive_s is not None:
+        command.append(f"--keepalive={keepalive_s}")
     return command + [f"--resume-log={log}"] if log else command
 
 
@@ -80,6 +88,7 @@ def start(
         Restart, typer.Option(help="Restart a detached client that dies: no or on-failure.")
     ] = Restart.no,
     server: Server = DEFAULT_SERVER,
+    keepalive: Keepalive = DEFAULT_KEEPALIVE_S,
 ) -> None:
     """Start console clients: one interactive in this terminal, or several in the background."""
     if not detach:
@@ -90,14 +99,17 @@ def start(
         name = names[0]
         interactive = sys.stdin.isatty() and sys.stdout.isatty()
         servers = [address.strip() for address in server.split(",") if address.strip()]
-        options = ConsoleOptions(name, group, servers, member_token(name), interactive, client_tls())
+        token = member_token(name)
+        options = ConsoleOptions(
+            name, group, servers, token, interactive, client_tls(), keepalive_s=keepalive
+        )
         raise typer.Exit(asyncio.run(run_console(options)))
     for name in names:
         member_token(name)  # fail before starting any if a token is missing
         running = processes.ProcessRecord.load(record_path(name))
         if running is not None and running.alive:
             fail(f"{name} is already running (pid {running.pid}): stop it with 'chatctl client stop {name}'")
-    started = [_spawn(name, group, server, restart) for name in names]
+    started = [_spawn(name, group, server, restart, keepalive) for name in names]
     failures = [failure for spawned in started if (failure := _await_subscription(spawned)) is not None]
     if failures:
         fail("; ".join(failures))
@@ -110,10 +122,10 @@ class _Spawned:
     log_offset: int
 
 
-def _spawn(name: str, group: str, server: str, restart: Restart) -> _Spawned:
+def _spawn(name: str, group: str, server: str, restart: Restart, keepalive_s: float) -> _Spawned:
     log = log_path(name)
     offset = log.stat().st_size if log.exists() else 0
-    command = client_command(name, group, server, log)
+    command = client_command(name, group, server, log, keepalive_s)
     details = {"group": group, "server": server, "restart": restart.value, "restarts": 0}
     if restart is Restart.on_failure:
         template = processes.ProcessRecord(name, 0, 0.0, time.time(), str(log), details)

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from admin_cli.output import fail
-from clients.channel import ClientTls
+from clients.channel import KEEPALIVE_ENV, ClientTls
 from services.core.errors import InvalidRequest
 from services.core.names import check_name
 from services.state_dir import ADMIN_TOKEN_FILE, default_state_dir, read_secret, write_secret
@@ -20,6 +20,16 @@ DEFAULT_SERVER = "localhost:50051"
 Server = Annotated[
     str,
     typer.Option("--server", "-s", envvar="CHATROOM_SERVER", help="Address of the chatroom server."),
+]
+Keepalive = Annotated[
+    float,
+    typer.Option(
+        "--keepalive",
+        envvar=KEEPALIVE_ENV,
+        min=0.1,
+        help="Seconds between pings on a quiet connection, so idle streams stay up through NATs"
+        " and proxies; the server must allow as often (its --min-client-ping-interval).",
+    ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
 

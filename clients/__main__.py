@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from clients.channel import ClientTls
+from clients.channel import DEFAULT_KEEPALIVE_S, KEEPALIVE_ENV, ClientTls
 from clients.console import ConsoleOptions, last_shown, run_console
 
 DEFAULT_SERVER = "localhost:50051"
@@ -29,6 +29,12 @@ def parse_args(argv: list[str] | None = None) -> ConsoleOptions:
         help="host:port, or several separated by commas (env CHATROOM_SERVER)",
     )
     parser.add_argument("--token-file", type=Path, help="file holding the member token (else CHATROOM_TOKEN)")
+    parser.add_argument(
+        "--keepalive",
+        type=float,
+        default=os.environ.get(KEEPALIVE_ENV, DEFAULT_KEEPALIVE_S),
+        help=f"seconds between pings on a quiet connection (env {KEEPALIVE_ENV}, default %(default)s)",
+    )
     parser.add_argument("--plain", action="store_true", help="line mode even on a terminal")
     parser.add_argument("--resume-log", type=Path, help="skip the notes this log shows were already shown")
     tls = parser.add_argument_group("TLS (plaintext unless one is given)")
@@ -42,6 +48,8 @@ def parse_args(argv: list[str] | None = None) -> ConsoleOptions:
         token = args.token_file.read_text().strip() if args.token_file else os.environ.get("CHATROOM_TOKEN")
         tls_files = (args.tls_ca, args.tls_client_cert, args.tls_client_key)
         client_tls = ClientTls.from_files(*tls_files) if any(tls_files) else None
+        if args.keepalive <= 0:
+            raise ValueError(f"--keepalive must be a positive number of seconds, not {args.keepalive:g}")
     except (OSError, ValueError) as error:
         parser.exit(2, f"error: {error}\n")
     if not token:
@@ -54,6 +62,7 @@ def parse_args(argv: list[str] | None = None) -> ConsoleOptions:
         interactive=not args.plain and sys.stdin.isatty() and sys.stdout.isatty(),
         tls=client_tls,
         after_seq=last_shown(args.resume_log, args.group) if args.resume_log else 0,
+        keepalive_s=args.keepalive,
     )
 
 

@@ -1,9 +1,11 @@
 """Channels to a chatroom server: plaintext or TLS, with keepalive.
 
 Keepalive pings let a client notice a server that vanished without closing its
-connections (a killed VM, a cut cable) and reconnect elsewhere. They are sent
-every 20 s, no more often than the server accepts (10 s), so the server never
-answers with "too many pings".
+connections (a killed VM, a cut cable) and reconnect elsewhere, and keep idle
+streams alive through NATs and proxies that drop silent connections. They are
+sent every DEFAULT_KEEPALIVE_S unless told otherwise; the server accepts them
+no more often than its --min-client-ping-interval (10 s by default), so a
+shorter interval needs a server told to allow it, or it answers "too many pings".
 """
 
 from __future__ import annotations
@@ -13,12 +15,21 @@ from pathlib import Path
 
 import grpc
 
-KEEPALIVE_OPTIONS = [
-    ("grpc.keepalive_time_ms", 20_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.http2.ping_timeout_ms", 10_000),
-    ("grpc.http2.max_pings_without_data", 0),
-]
+DEFAULT_KEEPALIVE_S = 20.0
+KEEPALIVE_ENV = "CHATROOM_CLIENT_KEEPALIVE"
+"""Not CHATROOM_KEEPALIVE: that one is the server's own ping interval (--keepalive)."""
+PING_TIMEOUT_MS = 10_000
+
+
+def keepalive_options(keepalive_s: float) -> list[tuple[str, int]]:
+    if keepalive_s <= 0:
+        raise ValueError(f"the keepalive interval must be positive, not {keepalive_s:g} s")
+    return [
+        ("grpc.keepalive_time_ms", int(keepalive_s * 1000)),
+        ("grpc.keepalive_timeout_ms", PING_TIMEOUT_MS),
+        ("grpc.http2.ping_timeout_ms", PING_TIMEOUT_MS),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,13 +50,19 @@ class ClientTls:
         return grpc.ssl_channel_credentials(self.ca, self.key, self.cert)
 
 
-def aio_channel(target: str, tls: ClientTls | None) -> grpc.aio.Channel:
+def aio_channel(
+    target: str, tls: ClientTls | None, keepalive_s: float = DEFAULT_KEEPALIVE_S
+) -> grpc.aio.Channel:
+    options = keepalive_options(keepalive_s)
     if tls is None:
-        return grpc.aio.insecure_channel(target, options=KEEPALIVE_OPTIONS)
-    return grpc.aio.secure_channel(target, tls.credentials(), options=KEEPALIVE_OPTIONS)
+        return grpc.aio.insecure_channel(target, options=options)
+    return grpc.aio.secure_channel(target, tls.credentials(), options=options)
 
 
-def blocking_channel(target: str, tls: ClientTls | None) -> grpc.Channel:
+def blocking_channel(
+    target: str, tls: ClientTls | None, keepalive_s: float = DEFAULT_KEEPALIVE_S
+) -> grpc.Channel:
+    options = keepalive_options(keepalive_s)
     if tls is None:
-        return grpc.insecure_channel(target, options=KEEPALIVE_OPTIONS)
-    return grpc.secure_channel(target, tls.credentials(), options=KEEPALIVE_OPTIONS)
+        return grpc.insecure_channel(target, options=options)
+    return grpc.secure_channel(target, tls.credentials(), options=options)

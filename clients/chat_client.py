@@ -19,7 +19,7 @@ import grpc
 
 from chatroom.v1 import chat_pb2, chat_pb2_grpc, metadata
 from clients.backoff import Backoff, BackoffDelays
-from clients.channel import ClientTls, aio_channel
+from clients.channel import DEFAULT_KEEPALIVE_S, ClientTls, aio_channel
 from clients.model import ChatError, ConnectionEvent, Note
 
 DEFAULT_BACKOFF = Backoff()
@@ -47,7 +47,9 @@ class ChatClient:
         call_timeout_s: float = 10.0,
         on_event: Callable[[ConnectionEvent], None] | None = None,
         tls: ClientTls | None = None,
+        keepalive_s: float = DEFAULT_KEEPALIVE_S,
     ) -> None:
+        """keepalive_s: seconds between pings on a quiet connection (see clients/channel.py)."""
         if isinstance(servers, str):
             servers = servers.split(",")
         self._servers = [server.strip() for server in servers if server.strip()]
@@ -59,7 +61,8 @@ class ChatClient:
         self._call_timeout_s = call_timeout_s
         self._on_event = on_event
         self._tls = tls
-        self._sending = _Link(self._servers, tls)
+        self._keepalive_s = keepalive_s
+        self._sending = _Link(self._servers, tls, keepalive_s)
         self._handed: dict[str, int] = {}
 
     @property
@@ -109,7 +112,7 @@ class ChatClient:
         delays = self._backoff.delays()
         # A channel of its own: a failing send, which moves on to another server, must not
         # close the channel under this stream (nor this stream's failover move the sends).
-        link = _Link(self._servers, self._tls)
+        link = _Link(self._servers, self._tls, self._keepalive_s)
         try:
             while True:
                 try:
@@ -176,9 +179,10 @@ class ChatClient:
 class _Link:
     """A channel to one of the addresses, moving on to the next after a failure."""
 
-    def __init__(self, servers: Sequence[str], tls: ClientTls | None) -> None:
+    def __init__(self, servers: Sequence[str], tls: ClientTls | None, keepalive_s: float) -> None:
         self._servers = servers
         self._tls = tls
+        self._keepalive_s = keepalive_s
         self._index = 0
         self._channel: grpc.aio.Channel | None = None
 
@@ -188,7 +192,7 @@ class _Link:
 
     def stub(self) -> chat_pb2_grpc.ChatServiceStub:
         if self._channel is None:
-            self._channel = aio_channel(self.server, self._tls)
+            self._channel = aio_channel(self.server, self._tls, self._keepalive_s)
         return chat_pb2_grpc.ChatServiceStub(self._channel)
 
     async def next_server(self) -> None:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from clients.channel import ClientTls
+from clients.channel import DEFAULT_KEEPALIVE_S, ClientTls
 from clients.chat_client import ChatClient
 from clients.display import visible
 from clients.model import ChatError, ConnectionEvent, Note
@@ -46,6 +46,7 @@ class ConsoleOptions:
     tls: ClientTls | None = None
     after_seq: int = 0
     """The last note an earlier run of this console showed."""
+    keepalive_s: float = DEFAULT_KEEPALIVE_S
 
 
 NOTE_LINE = re.compile(
@@ -97,6 +98,7 @@ async def run_console(options: ConsoleOptions) -> int:
         options.token,
         on_event=lambda event: say(format_event(event, options.member)),
         tls=options.tls,
+        keepalive_s=options.keepalive_s,
     )
     async with client:
         receiver = asyncio.create_task(_receive(client, options, say))

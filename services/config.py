@@ -47,7 +47,8 @@ class Transport:
     )
     min_client_ping_interval_s: float = setting(
         10.0,
-        "Seconds a client must leave between keepalive pings (the client library pings every 20 s).",
+        "Seconds a client must leave between keepalive pings (the client library pings every 20 s"
+        " unless its --keepalive / CHATROOM_CLIENT_KEEPALIVE says otherwise).",
         min=0.1,
         panel=NETWORK,
     )

@@ -67,7 +67,7 @@ def server_options(transport: Transport) -> list[tuple[str, int]]:
         ("grpc.http2.ping_timeout_ms", keepalive_ms),  # gRPC core times keepalive pings by this
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),  # idle streams need pings too
-        # How often a client may ping (ours: every 20 s) before it is told to calm down.
+        # How often a client may ping (ours: every 20 s by default) before it is told to calm down.
         ("grpc.http2.min_ping_interval_without_data_ms", int(transport.min_client_ping_interval_s * 1000)),
         # Thousands of clients reconnecting at once (after a restart) must queue, not be refused.
         ("grpc.server.max_pending_requests", MAX_PENDING_REQUESTS),

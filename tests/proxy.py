@@ -1,17 +1,23 @@
 """A TCP proxy a test can cut and restore, to take a database away from a server
-without touching the database itself."""
+without touching the database itself; it can also show a test the bytes it carries."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+Observer = Callable[[int, bool, bytes], None]
+"""Called with (connection number, whether the bytes go upstream, the bytes), from the proxy's thread."""
 
 
 class TcpProxy:
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, observe: Observer | None = None) -> None:
         self._target = (target_host, target_port)
+        self._observe = observe
+        self._numbers = itertools.count()
         self._loop = asyncio.new_event_loop()
         self._connections: set[asyncio.StreamWriter] = set()
         self._open = True
@@ -44,8 +50,16 @@ class TcpProxy:
             writer.close()
             return
         self._connections |= {writer, upstream_writer}
-        await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+        number = next(self._numbers)
+        upstream, downstream = (self._observer(number, way) for way in (True, False))
+        await asyncio.gather(
+            _pipe(reader, upstream_writer, upstream), _pipe(upstream_reader, writer, downstream)
+        )
         self._connections -= {writer, upstream_writer}
+
+    def _observer(self, number: int, upstream: bool) -> Callable[[bytes], None] | None:
+        observe = self._observe
+        return None if observe is None else lambda data: observe(number, upstream, data)
 
     def cut(self) -> None:
         """Closes every connection and refuses new ones."""
@@ -66,9 +80,13 @@ class TcpProxy:
         self._thread.join()
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, observe: Callable[[bytes], None] | None
+) -> None:
     try:
         while data := await reader.read(65536):
+            if observe is not None:
+                observe(data)
             writer.write(data)
             await writer.drain()
     except (ConnectionError, OSError):
@@ -78,8 +96,8 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 
 @contextmanager
-def tcp_proxy(host: str, port: int) -> Iterator[TcpProxy]:
-    proxy = TcpProxy(host, port)
+def tcp_proxy(host: str, port: int, observe: Observer | None = None) -> Iterator[TcpProxy]:
+    proxy = TcpProxy(host, port, observe)
     try:
         yield proxy
     finally:
