@@ -10,7 +10,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from admin_cli.output import fail
-from admin_cli.settings import admin_token, client_tls, tls_flags
+from admin_cli.settings import admin_token, admin_token_source, client_tls, member_token_path, tls_flags
 from chatroom.v1 import admin_pb2, admin_pb2_grpc
 from clients.channel import ClientTls, blocking_channel
 
@@ -26,7 +26,8 @@ def explained_errors(server: str) -> Iterator[None]:
         fail(explain_status(error.code(), error.details() or "", server))
 
 
-def explain_status(code: grpc.StatusCode, details: str, server: str) -> str:
+def explain_status(code: grpc.StatusCode, details: str, server: str, member: str | None = None) -> str:
+    """One line for a person; member: the call was made with that member's token, not the admin's."""
     if code == grpc.StatusCode.UNAVAILABLE and not _is_connection_failure(details):
         return f"the chatroom server at {server} is unavailable: {details}"
     if code == grpc.StatusCode.UNAVAILABLE:
@@ -41,8 +42,16 @@ def explain_status(code: grpc.StatusCode, details: str, server: str) -> str:
         )
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"the chatroom server at {server} did not answer within {CALL_TIMEOUT_S:.0f} s"
+    if code == grpc.StatusCode.UNAUTHENTICATED and member is not None:
+        return (
+            f"{server} refused {member}'s token ({details}); it was read from {member_token_path(member)}:"
+            f" get a new one with 'chatctl token issue {member}'"
+        )
     if code == grpc.StatusCode.UNAUTHENTICATED:
-        return f"{server} refused the token ({details}): check CHATROOM_ADMIN_TOKEN or reissue the token"
+        return (
+            f"{server} refused the admin token ({details}); it was read from {admin_token_source()}:"
+            " use the token of the server you talk to (its admin.token file or CHATROOM_ADMIN_TOKEN)"
+        )
     return details or code.name
 
 

@@ -99,9 +99,15 @@ def start(
         name = names[0]
         interactive = sys.stdin.isatty() and sys.stdout.isatty()
         servers = [address.strip() for address in server.split(",") if address.strip()]
-        token = member_token(name)
         options = ConsoleOptions(
-            name, group, servers, token, interactive, client_tls(), keepalive_s=keepalive
+            name,
+            group,
+            servers,
+            member_token(name),
+            interactive,
+            client_tls(),
+            keepalive_s=keepalive,
+            token_source=str(member_token_path(name)),
         )
         raise typer.Exit(asyncio.run(run_console(options)))
     for name in names:

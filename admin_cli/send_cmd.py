@@ -37,7 +37,7 @@ def send(
     try:
         sent = asyncio.run(deliver())
     except ChatError as error:
-        fail(explain_status(error.code, error.details, server))
+        fail(explain_status(error.code, error.details, server, member=sender))
     if as_json:
         print_json({"group": sent.group, "seq": sent.seq, "sender": sent.sender, "text": sent.text})
     else:

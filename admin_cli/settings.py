@@ -74,6 +74,13 @@ def state_dir() -> Path:
     return default_state_dir()
 
 
+def admin_token_source() -> str:
+    """Where admin_token() reads the token from, for the hint when it is refused."""
+    if os.environ.get("CHATROOM_ADMIN_TOKEN"):
+        return "CHATROOM_ADMIN_TOKEN"
+    return str(state_dir() / ADMIN_TOKEN_FILE)
+
+
 def admin_token() -> str:
     """CHATROOM_ADMIN_TOKEN, else the token a local server keeps in the state directory."""
     if token := os.environ.get("CHATROOM_ADMIN_TOKEN"):

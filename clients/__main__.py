@@ -63,6 +63,7 @@ def parse_args(argv: list[str] | None = None) -> ConsoleOptions:
         tls=client_tls,
         after_seq=last_shown(args.resume_log, args.group) if args.resume_log else 0,
         keepalive_s=args.keepalive,
+        token_source=str(args.token_file) if args.token_file else "CHATROOM_TOKEN",
     )
 
 

@@ -47,6 +47,8 @@ class ConsoleOptions:
     after_seq: int = 0
     """The last note an earlier run of this console showed."""
     keepalive_s: float = DEFAULT_KEEPALIVE_S
+    token_source: str = "CHATROOM_TOKEN"
+    """Where the token was read from (a file, a variable), for the hint when it is refused."""
 
 
 NOTE_LINE = re.compile(
@@ -111,12 +113,23 @@ async def run_console(options: ConsoleOptions) -> int:
         await asyncio.gather(receiver, sender, stopper, return_exceptions=True)
         if receiver in done and receiver.exception() is not None:
             error = receiver.exception()
-            print(f"{ERROR_PREFIX}{visible(str(error))}", file=sys.stderr, flush=True)
+            print(f"{ERROR_PREFIX}{refusal(error, options)}", file=sys.stderr, flush=True)
             return 1
         interrupted_by_ctrl_c = interrupted.is_set() or (
             sender in done and isinstance(sender.exception(), Interrupted)
         )
         return INTERRUPTED_EXIT_CODE if interrupted_by_ctrl_c else 0
+
+
+def refusal(error: BaseException | None, options: ConsoleOptions) -> str:
+    """Why the subscription ended for good, with what to do about a refused token."""
+    if isinstance(error, ChatError) and error.code.name == "UNAUTHENTICATED":
+        return (
+            f"the server refused {visible(options.member)}'s token ({visible(error.details)});"
+            f" it was read from {visible(options.token_source)}:"
+            f" get a new one with 'chatctl token issue {visible(options.member)}'"
+        )
+    return visible(str(error))
 
 
 class Interrupted(Exception):

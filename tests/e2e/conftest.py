@@ -44,6 +44,7 @@ class Chatctl:
         completed = subprocess.run(
             [CHATCTL, *shlex.split(command)],
             capture_output=True,
+            stdin=subprocess.DEVNULL,
             text=True,
             env=self.env,
             timeout=timeout_s,
