@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from admin_cli.output import fail
 from admin_cli.settings import admin_token, admin_token_source, client_tls, member_token_path, tls_flags
 from chatroom.v1 import admin_pb2, admin_pb2_grpc
-from clients.channel import ClientTls, blocking_channel
+from clients.channel import ClientTls, blocking_channel, is_connection_failure
 
 CALL_TIMEOUT_S = 10.0
 
@@ -28,7 +28,7 @@ def explained_errors(server: str) -> Iterator[None]:
 
 def explain_status(code: grpc.StatusCode, details: str, server: str, member: str | None = None) -> str:
     """One line for a person; member: the call was made with that member's token, not the admin's."""
-    if code == grpc.StatusCode.UNAVAILABLE and not _is_connection_failure(details):
+    if code == grpc.StatusCode.UNAVAILABLE and not is_connection_failure(details):
         return f"the chatroom server at {server} is unavailable: {details}"
     if code == grpc.StatusCode.UNAVAILABLE:
         hint = (
@@ -53,12 +53,6 @@ def explain_status(code: grpc.StatusCode, details: str, server: str, member: str
             " use the token of the server you talk to (its admin.token file or CHATROOM_ADMIN_TOKEN)"
         )
     return details or code.name
-
-
-def _is_connection_failure(details: str) -> bool:
-    """gRPC's own words for "nothing answers there", as opposed to a server's reply."""
-    markers = ("failed to connect", "connection refused", "dns resolution", "socket closed", "connect failed")
-    return not details or any(marker in details.lower() for marker in markers)
 
 
 def connect_admin(server: str) -> AdminApi:

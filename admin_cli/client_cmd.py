@@ -26,7 +26,15 @@ from admin_cli.settings import (
     tls_flags,
 )
 from clients.channel import DEFAULT_KEEPALIVE_S
-from clients.console import ERROR_PREFIX, NOTE_LINE, SUBSCRIBED_PREFIX, ConsoleOptions, run_console
+from clients.console import (
+    ERROR_PREFIX,
+    LOST_PREFIX,
+    NOTE_LINE,
+    SUBSCRIBED_PREFIX,
+    WAITING_PREFIX,
+    ConsoleOptions,
+    run_console,
+)
 from clients.display import visible
 
 app = typer.Typer(help="Run console clients and watch them.", no_args_is_help=True)
@@ -132,7 +140,13 @@ def _spawn(name: str, group: str, server: str, restart: Restart, keepalive_s: fl
     log = log_path(name)
     offset = log.stat().st_size if log.exists() else 0
     command = client_command(name, group, server, log, keepalive_s)
-    details = {"group": group, "server": server, "restart": restart.value, "restarts": 0}
+    details = {
+        "group": group,
+        "server": server,
+        "restart": restart.value,
+        "restarts": 0,
+        "log_offset": offset,
+    }
     if restart is Restart.on_failure:
         template = processes.ProcessRecord(name, 0, 0.0, time.time(), str(log), details)
         template.save(record_path(name))  # the supervisor fills in the pids
@@ -158,9 +172,10 @@ def _await_subscription(spawned: _Spawned) -> str | None:
                 if line.startswith(SUBSCRIBED_PREFIX):
                     info(f"started {spawned.name} (pid {_current_pid(spawned)}): {line.strip()[2:]}")
                     return None
-                if line.startswith(ERROR_PREFIX):
-                    _stop_record(_load(spawned.name) or spawned.process)
-                    return f"{spawned.name}: {line.strip().removeprefix(ERROR_PREFIX)}"
+                for prefix in (ERROR_PREFIX, WAITING_PREFIX):  # refused, or nothing to talk to
+                    if line.startswith(prefix):
+                        _stop_record(_load(spawned.name) or spawned.process)
+                        return f"{spawned.name}: {line.strip().removeprefix(prefix)}"
         if not spawned.process.alive:
             return f"{spawned.name} exited at start; see 'chatctl client logs {spawned.name}'"
         time.sleep(processes.POLL_INTERVAL_S)
@@ -182,15 +197,29 @@ def _records() -> list[processes.ProcessRecord]:
     return [record for record in found if record is not None]
 
 
-def last_note(log: Path) -> str | None:
-    """The last note line a client logged (reads only the end of the file)."""
+LOG_TAIL_BYTES = 64 * 1024
+CONNECTION_LINES = (SUBSCRIBED_PREFIX, LOST_PREFIX, WAITING_PREFIX)
+
+
+def _log_tail(log: Path, since: int = 0) -> list[str]:
+    """The last lines of a log, after byte offset since (where this run of the client began)."""
     try:
         with open(log, "rb") as file:
-            file.seek(max(0, file.seek(0, 2) - 64 * 1024))
-            lines = file.read().decode(errors="replace").splitlines()
+            file.seek(max(since, file.seek(0, 2) - LOG_TAIL_BYTES))
+            return file.read().decode(errors="replace").splitlines()
     except FileNotFoundError:
-        return None
-    return next((line for line in reversed(lines) if NOTE_LINE.match(line)), None)
+        return []
+
+
+def last_note(log: Path) -> str | None:
+    """The last note line a client logged (reads only the end of the file)."""
+    return next((line for line in reversed(_log_tail(log)) if NOTE_LINE.match(line)), None)
+
+
+def connected(log: Path, since: int) -> bool:
+    """Whether the client's last word on its connection, in this run, is that it subscribed."""
+    said = (line for line in reversed(_log_tail(log, since)) if line.startswith(CONNECTION_LINES))
+    return next(said, "").startswith(SUBSCRIBED_PREFIX)
 
 
 def describe(record: processes.ProcessRecord) -> dict[str, Any]:
@@ -200,6 +229,7 @@ def describe(record: processes.ProcessRecord) -> dict[str, Any]:
         "group": record.details.get("group"),
         "pid": record.pid,
         "alive": alive,
+        "connected": alive and connected(Path(record.log), record.details.get("log_offset", 0)),
         "uptime_s": round(time.time() - record.started_at, 1) if alive else None,
         "server": record.details.get("server"),
         "restart": record.details.get("restart", "no"),
@@ -211,7 +241,7 @@ def describe(record: processes.ProcessRecord) -> dict[str, Any]:
 
 @app.command("list", epilog="Example: chatctl client list --json")
 def list_clients(as_json: Json = False) -> None:
-    """Show each client process: group, pid, alive or dead, uptime, last note received."""
+    """Show each client process: group, pid, connected, waiting or dead, uptime, last note received."""
     entries = [describe(record) for record in _records()]
     if as_json:
         print_json(entries)
@@ -224,7 +254,7 @@ def list_clients(as_json: Json = False) -> None:
             e["name"],
             e["group"],
             e["pid"],
-            "alive" if e["alive"] else "dead",
+            "connected" if e["connected"] else "waiting" if e["alive"] else "dead",
             "-" if e["uptime_s"] is None else duration(e["uptime_s"]),
             e["restarts"],
             e["last_note"] or "-",

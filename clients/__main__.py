@@ -8,8 +8,12 @@ import os
 import sys
 from pathlib import Path
 
-from clients.channel import DEFAULT_KEEPALIVE_S, KEEPALIVE_ENV, ClientTls
-from clients.console import ConsoleOptions, last_shown, run_console
+# gRPC core's own log lines (GOAWAYs, reconnects) would interleave with the
+# console's; it reports connection trouble itself. GRPC_VERBOSITY=info brings them back.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
+from clients.channel import DEFAULT_KEEPALIVE_S, KEEPALIVE_ENV, ClientTls  # noqa: E402
+from clients.console import ConsoleOptions, last_shown, run_console  # noqa: E402
 
 DEFAULT_SERVER = "localhost:50051"
 

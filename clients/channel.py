@@ -32,6 +32,19 @@ def keepalive_options(keepalive_s: float) -> list[tuple[str, int]]:
     ]
 
 
+def is_connection_failure(details: str) -> bool:
+    """gRPC's own words for "nothing answers there", as opposed to a server's reply."""
+    markers = (
+        "failed to connect",
+        "connection refused",
+        "dns resolution",
+        "socket closed",
+        "connect failed",
+        "connection reset",
+    )
+    return not details or any(marker in details.lower() for marker in markers)
+
+
 @dataclass(frozen=True, slots=True)
 class ClientTls:
     """PEM material. ca None: the system's roots; cert and key: for mutual TLS."""

@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 
 import grpc
 
 from chatroom.v1 import chat_pb2, chat_pb2_grpc, metadata
 from clients.backoff import Backoff, BackoffDelays
 from clients.channel import DEFAULT_KEEPALIVE_S, ClientTls, aio_channel
-from clients.model import ChatError, ConnectionEvent, Note
+from clients.model import ChatError, ConnectionEvent, EventKind, Note
 
 DEFAULT_BACKOFF = Backoff()
 ACK_INTERVAL_S = 0.05
@@ -115,9 +116,10 @@ class ChatClient:
         link = _Link(self._servers, self._tls, self._keepalive_s)
         try:
             while True:
+                attempt = _Attempt()
                 try:
                     limited = None
-                    async for note in self._subscribe_once(link, group, delays):
+                    async for note in self._subscribe_once(link, group, delays, attempt):
                         yield note
                     detail = "stream ended"
                 except grpc.aio.AioRpcError as error:
@@ -130,14 +132,17 @@ class ChatClient:
                         raise
                     detail = "stream cancelled"  # gRPC ended the call under us: reconnect
                 delay = delays.next() if limited is None else limited
-                self._report(ConnectionEvent("lost", link.server, group, detail, delay))
+                kind: EventKind = "lost" if attempt.subscribed else "attempt_failed"
+                self._report(ConnectionEvent(kind, link.server, group, detail, delay))
                 if limited is None:
                     await link.next_server()
                 await asyncio.sleep(delay)
         finally:
             await link.close()
 
-    async def _subscribe_once(self, link: _Link, group: str, delays: BackoffDelays) -> AsyncIterator[Note]:
+    async def _subscribe_once(
+        self, link: _Link, group: str, delays: BackoffDelays, attempt: _Attempt
+    ) -> AsyncIterator[Note]:
         """One stream, until it ends; failures surface as AioRpcError.
 
         Requests go out through an iterator rather than call.write(): a stream
@@ -153,6 +158,7 @@ class ChatClient:
                 await call.read()  # raises the refusal
                 return
             delays.reset()
+            attempt.subscribed = True
             self._report(ConnectionEvent("subscribed", link.server, group))
             acks.start()
             while True:
@@ -174,6 +180,13 @@ class ChatClient:
     def _report(self, event: ConnectionEvent) -> None:
         if self._on_event is not None:
             self._on_event(event)
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """One try at a stream: whether it got as far as being subscribed."""
+
+    subscribed: bool = False
 
 
 class _Link:

@@ -10,7 +10,8 @@ Output lines::
     [team #3 12:00:01] bob: hello      a note received
     * sent #4: hi bob                  a note this member sent
     * not sent (reason): hi bob        a note the server refused
-    * subscribed to team on ...        connection events
+    * subscribed to team on ...        connection events, each change once
+    * waiting: the server at ... is not answering: ...
 """
 
 from __future__ import annotations
@@ -24,13 +25,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from clients.channel import DEFAULT_KEEPALIVE_S, ClientTls
+from clients.channel import DEFAULT_KEEPALIVE_S, ClientTls, is_connection_failure
 from clients.chat_client import ChatClient
 from clients.display import visible
 from clients.model import ChatError, ConnectionEvent, Note
 
 QUIT_COMMAND = "/quit"
 SUBSCRIBED_PREFIX = "* subscribed to "
+LOST_PREFIX = "* connection lost "
+WAITING_PREFIX = "* waiting: "
 ERROR_PREFIX = "error: "
 INTERRUPTED_EXIT_CODE = 130
 """Ctrl-C, as shells report a process ended by SIGINT."""
@@ -81,7 +84,41 @@ def last_shown(log: Path, group: str) -> int:
 def format_event(event: ConnectionEvent, member: str) -> str:
     if event.kind == "subscribed":
         return f"{SUBSCRIBED_PREFIX}{event.group} on {event.server} as {member}"
-    return f"* connection lost ({visible(event.detail)}); retrying in {event.retry_in_s:.1f} s"
+    return f"{LOST_PREFIX}({visible(event.detail)}); retrying in {event.retry_in_s:.1f} s"
+
+
+class ConnectionStatus:
+    """What the console says about its connection: each change once, never a line per retry.
+
+    A console that has not subscribed yet says, once every address has been
+    tried, why it is waiting; after a lost connection the lost line says it,
+    and failed reconnects stay quiet until it is subscribed again."""
+
+    def __init__(self, options: ConsoleOptions) -> None:
+        self._member = options.member
+        self._servers = options.servers
+        self._failed_attempts = 0
+        self._said = False
+
+    def line(self, event: ConnectionEvent) -> str | None:
+        if event.kind != "attempt_failed":
+            self._failed_attempts, self._said = 0, event.kind == "lost"
+            return format_event(event, self._member)
+        self._failed_attempts += 1
+        if self._said or self._failed_attempts < len(self._servers):
+            return None
+        self._said = True
+        if is_connection_failure(event.detail):
+            why = (
+                f"the server at {self._servers[0]} is not answering"
+                if len(self._servers) == 1
+                else f"none of the servers at {', '.join(self._servers)} is answering"
+            )
+            hint = "start one with 'chatctl server start' or point --server / CHATROOM_SERVER at it"
+            return f"{WAITING_PREFIX}{visible(why)}: {hint}"
+        return (
+            f"{WAITING_PREFIX}{visible(event.server)} does not let us subscribe yet ({visible(event.detail)})"
+        )
 
 
 async def run_console(options: ConsoleOptions) -> int:
@@ -95,10 +132,16 @@ async def run_console(options: ConsoleOptions) -> int:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, interrupted.set)
+    status = ConnectionStatus(options)
+
+    def on_event(event: ConnectionEvent) -> None:
+        if (line := status.line(event)) is not None:
+            say(line)
+
     client = ChatClient(
         options.servers,
         options.token,
-        on_event=lambda event: say(format_event(event, options.member)),
+        on_event=on_event,
         tls=options.tls,
         keepalive_s=options.keepalive_s,
     )

@@ -26,11 +26,18 @@ class Note:
         return cls(note.group, note.seq, note.sender, note.text, sent_at, note.client_msg_id)
 
 
+EventKind = Literal["subscribed", "lost", "attempt_failed"]
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectionEvent:
-    """Reported to the application as a subscription connects or loses its server."""
+    """Reported to the application as a subscription connects or loses its server.
 
-    kind: Literal["subscribed", "lost"]
+    lost: a subscribed stream ended; attempt_failed: an attempt to subscribe did
+    not get that far (nothing answers, or the server refused for now). Either
+    way the client retries after retry_in_s."""
+
+    kind: EventKind
     server: str
     group: str
     detail: str = ""

@@ -18,6 +18,8 @@ class TcpProxy:
         self._target = (target_host, target_port)
         self._observe = observe
         self._numbers = itertools.count()
+        self.accepted = 0
+        """Connections accepted, refused ones (while cut) included."""
         self._loop = asyncio.new_event_loop()
         self._connections: set[asyncio.StreamWriter] = set()
         self._open = True
@@ -41,6 +43,7 @@ class TcpProxy:
         self._loop.close()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
         if not self._open:
             writer.close()
             return
