@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from admin_cli.output import fail
+from admin_cli.output import CallFailed, fail
 from admin_cli.settings import admin_token, admin_token_source, client_tls, member_token_path, tls_flags
 from chatroom.v1 import admin_pb2, admin_pb2_grpc
 from clients.channel import ClientTls, blocking_channel, is_connection_failure
@@ -67,6 +67,8 @@ class AdminApi:
         self._channel = blocking_channel(server, tls)
         self._stub = admin_pb2_grpc.AdminServiceStub(self._channel)
         self._metadata = (("authorization", f"Bearer {admin_token}"),)
+        self.raise_failures = False
+        """True: a failed call raises CallFailed instead of printing its line and exiting."""
 
     def __enter__(self) -> AdminApi:
         return self
@@ -75,8 +77,13 @@ class AdminApi:
         self._channel.close()
 
     def _call(self, method: Callable[..., Any], request: object) -> Any:
-        with explained_errors(self.server):
+        try:
             return method(request, metadata=self._metadata, timeout=CALL_TIMEOUT_S)
+        except grpc.RpcError as error:
+            message = explain_status(error.code(), error.details() or "", self.server)
+            if self.raise_failures:
+                raise CallFailed(message) from None
+            fail(message)
 
     def create_group(self, group: str, members: list[str]) -> admin_pb2.CreateGroupResponse:
         request = admin_pb2.CreateGroupRequest(group=group, members=members)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -10,8 +14,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from admin_cli.admin_api import connect_admin
-from admin_cli.output import ago, out, print_json, table
+from admin_cli.output import CallFailed, ago, fail, out, print_json, table
 from admin_cli.settings import DEFAULT_SERVER, Json, Server
 from chatroom.v1 import admin_pb2
 
@@ -56,24 +59,65 @@ def _last_seen(member: admin_pb2.MemberDelivery) -> datetime:
     return member.last_seen.ToDatetime(tzinfo=UTC)
 
 
-@app.command(epilog="Example: chatctl delivery show team --watch")
+@app.command(
+    epilog="Examples: chatctl delivery show team --watch\n\n"
+    "chatctl delivery show team --watch --json | jq .head_seq"
+)
 def show(
     group: str,
-    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh every second until Ctrl-C.")] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            "-w",
+            help="Refresh every second until Ctrl-C; piped, print each refresh (with --json: one"
+            " document per line).",
+        ),
+    ] = False,
     server: Server = DEFAULT_SERVER,
     as_json: Json = False,
 ) -> None:
     """Each member's last acked seq, unread count, online sessions and last activity."""
+    from admin_cli.admin_api import connect_admin
+
     with connect_admin(server) as api:
-        if as_json:
-            print_json(delivery_json(api.list_unread(group)))
-        elif not watch:
-            out.print(delivery_table(api.list_unread(group)))
-        else:
-            with Live(delivery_table(api.list_unread(group)), console=out, auto_refresh=False) as live:
-                try:
-                    while True:
-                        time.sleep(WATCH_INTERVAL_S)
-                        live.update(delivery_table(api.list_unread(group)), refresh=True)
-                except KeyboardInterrupt:
-                    pass
+        if not watch:
+            response = api.list_unread(group)
+            if as_json:
+                print_json(delivery_json(response))
+            else:
+                out.print(delivery_table(response))
+            return
+        api.raise_failures = True
+        try:
+            if as_json or not sys.stdout.isatty():
+                _stream(lambda: api.list_unread(group), as_json)
+            else:
+                _watch_live(lambda: api.list_unread(group))
+        except KeyboardInterrupt:
+            return
+        except CallFailed as failed:
+            fail(str(failed))
+
+
+def _watch_live(fetch: Callable[[], admin_pb2.ListUnreadResponse]) -> None:
+    """A table redrawn in place; a failure leaves the last one on screen for the error below it."""
+    with Live(delivery_table(fetch()), console=out, auto_refresh=False) as live:
+        while True:
+            time.sleep(WATCH_INTERVAL_S)
+            live.update(delivery_table(fetch()), refresh=True)
+
+
+def _stream(fetch: Callable[[], admin_pb2.ListUnreadResponse], as_json: bool) -> None:
+    """Each refresh printed as it comes, for pipes and logs: a table, or one JSON document a line."""
+    try:
+        while True:
+            response = fetch()
+            if as_json:
+                sys.stdout.write(json.dumps(delivery_json(response)) + "\n")
+            else:
+                out.print(delivery_table(response))
+            sys.stdout.flush()
+            time.sleep(WATCH_INTERVAL_S)
+    except BrokenPipeError:  # the reader left (| head): so do we, quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # for the flush at exit

@@ -18,6 +18,10 @@ out = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+class CallFailed(Exception):
+    """A failed call, explained in one line, for callers that say it themselves (after a live view)."""
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """Prints one line to stderr and exits non-zero."""
     err.print(f"[bold red]error:[/] {_escape(message)}")

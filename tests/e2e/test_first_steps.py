@@ -3,8 +3,13 @@ a server that is not there yet, watching delivery, the console's own commands.""
 
 from __future__ import annotations
 
-from tests.e2e.conftest import Chatctl, Result
-from tests.support import wait_until
+import json
+import shutil
+
+import pytest
+
+from tests.e2e.conftest import CHATCTL, Chatctl, Result, Terminal
+from tests.support import TIMEOUT_S, Process, wait_until
 
 
 def one_line(result: Result) -> str:
@@ -64,3 +69,54 @@ def test_without_a_server_a_detached_client_says_what_is_wrong_and_list_shows_wh
     wait_until(lambda: team.clients()["bob"]["connected"] is False, what="bob to be reported not connected")
     assert team.clients()["bob"]["alive"] is True
     assert " waiting " in team.run("client list").stdout
+
+
+def watch(team: Chatctl, *flags: str) -> Process:
+    return Process([CHATCTL, "delivery", "show", "team", "--watch", *flags], team.env)
+
+
+def test_delivery_watch_piped_streams_json_lines_and_fails_in_one_line_when_the_server_goes(
+    team: Chatctl,
+) -> None:
+    watching = watch(team, "--json")
+    try:
+        watching.expect_count("{", 2)  # refreshes arrive while it runs, one document a line
+        team.run("send --as alice --group team hello")
+        line = watching.wait_for_line(lambda line: '"head_seq": 1' in line, TIMEOUT_S)
+        assert line is not None, watching.output
+        document = json.loads(line)
+        assert document["group"] == "team"
+        assert {m["member"]: m["unread_count"] for m in document["members"]} == {
+            "alice": 0,
+            "bob": 1,
+            "chad": 1,
+        }
+        team.run("server stop")
+        assert watching.wait(TIMEOUT_S) == 1
+        assert watching.lines[-1].startswith("error: cannot reach the chatroom server at"), watching.output
+        assert all(json.loads(line)["group"] == "team" for line in watching.lines[:-1]), watching.output
+    finally:
+        watching.stop()
+
+
+def test_delivery_watch_piped_prints_each_refresh_as_it_comes(team: Chatctl) -> None:
+    watching = watch(team)
+    try:
+        watching.expect_count("team: head seq 0", 2)
+        team.run("send --as alice --group team hello")
+        watching.expect("^team: head seq 1")
+    finally:
+        watching.stop()
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_delivery_watch_in_a_terminal_keeps_the_error_on_screen(team: Chatctl, terminal: Terminal) -> None:
+    terminal.start(f"env COLUMNS=100 {CHATCTL} delivery show team --watch")  # the terminal's width
+    terminal.wait_for_screen(lambda s: any(line.startswith("team: head seq 0") for line in s), "the table")
+    team.run("server stop")
+    assert terminal.wait_for_exit() == 1
+    history = terminal.tmux("capture-pane", "-p", "-S", "-", "-t", "console")  # with what scrolled off
+    screen = [line.rstrip() for line in history.splitlines() if line.strip()]
+    errors = [line for line in screen if line.startswith("error: ")]
+    assert len(errors) == 1 and "cannot reach the chatroom server" in errors[0], screen
+    assert any(line.startswith("team: head seq 0") for line in screen), screen
