@@ -17,7 +17,7 @@ from admin_cli.cluster import cli as cluster_cli
 from admin_cli.demo import demo
 from admin_cli.health_cmd import health
 from admin_cli.send_cmd import send
-from admin_cli.settings import use_tls
+from admin_cli.settings import use_server, use_tls
 
 app = typer.Typer(
     name="chatctl",
@@ -28,8 +28,26 @@ app = typer.Typer(
 )
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        typer.echo(f"chatctl (chatroom) {version('chatroom')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def connection(
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            "-s",
+            help="Address of the chatroom server, for every command (as CHATROOM_SERVER;"
+            " a command's own --server wins).",
+            show_default=False,
+        ),
+    ] = None,
     tls_ca: Annotated[
         Path | None,
         typer.Option(envvar="CHATROOM_TLS_CA", help="Connect with TLS, trusting this CA (PEM)."),
@@ -41,8 +59,15 @@ def connection(
     tls_client_key: Annotated[
         Path | None, typer.Option(envvar="CHATROOM_TLS_CLIENT_KEY", help="Its private key (PEM).")
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print chatctl's version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Run and operate a chatroom: group chat over gRPC with tracked delivery."""
+    use_server(server)
     use_tls(tls_ca, tls_client_cert, tls_client_key)
 
 

@@ -16,10 +16,11 @@ from services.core.names import check_name
 from services.state_dir import ADMIN_TOKEN_FILE, default_state_dir, read_secret, write_secret
 
 DEFAULT_SERVER = "localhost:50051"
+SERVER_ENV = "CHATROOM_SERVER"
 
 Server = Annotated[
     str,
-    typer.Option("--server", "-s", envvar="CHATROOM_SERVER", help="Address of the chatroom server."),
+    typer.Option("--server", "-s", envvar=SERVER_ENV, help="Address of the chatroom server."),
 ]
 Keepalive = Annotated[
     float,
@@ -47,6 +48,15 @@ _tls_files = _TlsFiles()
 def use_tls(ca: Path | None, cert: Path | None, key: Path | None) -> None:
     """Set once from chatctl's global options (or their environment variables)."""
     _tls_files.ca, _tls_files.cert, _tls_files.key = ca, cert, key
+
+
+def use_server(server: str | None) -> None:
+    """chatctl's global --server: given before the command, it is what CHATROOM_SERVER would be.
+
+    Set as the variable, so that every command's --server default (and every
+    client process chatctl starts) reads it, and a command's own --server wins."""
+    if server:
+        os.environ[SERVER_ENV] = server
 
 
 def client_tls() -> ClientTls | None:

@@ -1,4 +1,4 @@
-"""chatctl token issue."""
+"""chatctl token issue|show."""
 
 from __future__ import annotations
 
@@ -6,27 +6,52 @@ from typing import Annotated
 
 import typer
 
-from admin_cli.admin_api import connect_admin
 from admin_cli.output import info, print_json
-from admin_cli.settings import DEFAULT_SERVER, Json, Server, save_member_token
+from admin_cli.settings import (
+    DEFAULT_SERVER,
+    Json,
+    Server,
+    member_token,
+    member_token_path,
+    save_member_token,
+)
 
-app = typer.Typer(help="Issue member tokens.", no_args_is_help=True)
+app = typer.Typer(help="Issue member tokens, and show the ones kept here.", no_args_is_help=True)
 
 
-@app.command(epilog="Example: chatctl token issue doug")
+@app.command(epilog="Examples: chatctl token issue doug\n\nchatctl token issue doug --print-token")
 def issue(
     member: Annotated[str, typer.Argument(help="Member name; created if new.")],
-    show: Annotated[bool, typer.Option("--show", help="Also print the token itself.")] = False,
+    print_token: Annotated[
+        bool, typer.Option("--print-token", help="Also print the new token (for another machine).")
+    ] = False,
     server: Server = DEFAULT_SERVER,
     as_json: Json = False,
 ) -> None:
-    """Issue a new token for a member, replacing (and disconnecting) any older one."""
+    """Issue a new token for a member, replacing (and disconnecting) any older one.
+
+    To see the token kept here without replacing it: chatctl token show MEMBER."""
+    from admin_cli.admin_api import connect_admin
+
     with connect_admin(server) as api:
         token = api.issue_token(member)
     path = save_member_token(member, token)
     if as_json:
-        print_json({"member": member, "token_file": str(path), **({"token": token} if show else {})})
+        print_json({"member": member, "token_file": str(path), **({"token": token} if print_token else {})})
         return
     info(f"token for {member} saved to {path}")
-    if show:
+    if print_token:
+        info(token)
+
+
+@app.command(epilog="Example: chatctl token show alice")
+def show(
+    member: Annotated[str, typer.Argument(help="Member whose saved token to print.")],
+    as_json: Json = False,
+) -> None:
+    """Print the member's token kept in the state directory; asks the server nothing, replaces nothing."""
+    token = member_token(member)
+    if as_json:
+        print_json({"member": member, "token_file": str(member_token_path(member)), "token": token})
+    else:
         info(token)

@@ -31,6 +31,13 @@ from clients.display import visible
 from clients.model import ChatError, ConnectionEvent, Note
 
 QUIT_COMMAND = "/quit"
+HELP_COMMAND = "/help"
+COMMANDS = {
+    HELP_COMMAND: "list these commands",
+    QUIT_COMMAND: "leave the console",
+}
+"""The console's own commands, typed as a line of their own: never sent as notes.
+A note that starts with / is typed with two (//like this)."""
 SUBSCRIBED_PREFIX = "* subscribed to "
 LOST_PREFIX = "* connection lost "
 WAITING_PREFIX = "* waiting: "
@@ -193,13 +200,44 @@ async def _receive(client: ChatClient, options: ConsoleOptions, say: Callable[[s
         say(format_note(note))
 
 
-async def _send(client: ChatClient, group: str, text: str, say: Callable[[str], None]) -> None:
+class Leave(Exception):
+    """/quit was typed."""
+
+
+async def _enter(
+    client: ChatClient, options: ConsoleOptions, line: str, say: Callable[[str], None], *, editing: bool
+) -> str:
+    """Acts on one typed line: a command of the console's, else a note to send.
+
+    Returns what to put back in the input line: a note the server refused, when
+    there is an input line to edit it in (editing), so that it is not lost."""
+    stripped = line.strip()
+    if not stripped:
+        return ""
+    if stripped.startswith("/") and not stripped.startswith("//"):
+        _command(stripped.split()[0], say)
+        return ""
+    text = line.replace("/", "", 1) if stripped.startswith("//") else line  # "//x" sends "/x"
     try:
-        note = await client.send(group, text)
+        note = await client.send(options.group, text)
     except ChatError as error:
+        if editing:
+            say(f"* not sent ({visible(str(error))}); edit it below and press Enter")
+            return line
         say(f"* not sent ({visible(str(error))}): {visible(text)}")
     else:
         say(f"* sent #{note.seq}: {visible(note.text)}")
+    return ""
+
+
+def _command(name: str, say: Callable[[str], None]) -> None:
+    if name == QUIT_COMMAND:
+        raise Leave
+    if name == HELP_COMMAND:
+        say("* commands: " + "; ".join(f"{command} {what}" for command, what in COMMANDS.items()))
+        say("* a note that starts with / is typed with two: //like this")
+        return
+    say(f"* unknown command {visible(name)}, not sent: {HELP_COMMAND} lists the commands")
 
 
 async def _type_lines(client: ChatClient, options: ConsoleOptions, say: Callable[[str], None]) -> None:
@@ -214,11 +252,11 @@ async def _type_lines(client: ChatClient, options: ConsoleOptions, say: Callable
 
     # A daemon thread: a blocked read must not keep the process alive at exit.
     threading.Thread(target=read_stdin, name="stdin", daemon=True).start()
-    while (line := await lines.get()) is not None:
-        if line.strip() == QUIT_COMMAND:
-            return
-        if line.strip():
-            await _send(client, options.group, line, say)
+    try:
+        while (line := await lines.get()) is not None:
+            await _enter(client, options, line, say, editing=False)
+    except Leave:
+        return
     await asyncio.Event().wait()
 
 
@@ -229,15 +267,16 @@ async def _type_interactively(
     from prompt_toolkit.patch_stdout import patch_stdout
 
     prompt: PromptSession[str] = PromptSession(f"{options.member}@{options.group}> ")
+    kept = ""
     with patch_stdout(raw=True):
         while True:
             try:
-                line = await prompt.prompt_async()
+                line = await prompt.prompt_async(default=kept)
             except EOFError:
                 return
             except KeyboardInterrupt:
                 raise Interrupted from None
-            if line.strip() == QUIT_COMMAND:
+            try:
+                kept = await _enter(client, options, line, say, editing=True)
+            except Leave:
                 return
-            if line.strip():
-                await _send(client, options.group, line, say)

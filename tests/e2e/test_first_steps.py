@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from importlib.metadata import version
 
 import pytest
 
 from tests.e2e.conftest import CHATCTL, Chatctl, Result, Terminal
-from tests.support import TIMEOUT_S, Process, wait_until
+from tests.support import TIMEOUT_S, Console, Process, wait_until
 
 
 def one_line(result: Result) -> str:
@@ -120,3 +121,76 @@ def test_delivery_watch_in_a_terminal_keeps_the_error_on_screen(team: Chatctl, t
     errors = [line for line in screen if line.startswith("error: ")]
     assert len(errors) == 1 and "cannot reach the chatroom server" in errors[0], screen
     assert any(line.startswith("team: head seq 0") for line in screen), screen
+
+
+def test_chatctl_version_prints_the_installed_version(chatctl: Chatctl) -> None:
+    result = chatctl.run("--version")
+    assert result.stdout == f"chatctl (chatroom) {version('chatroom')}\n"
+
+
+def test_server_may_come_before_the_command_like_the_tls_options(team: Chatctl) -> None:
+    address = team.env.pop("CHATROOM_SERVER")
+    listed = team.run(f"--server {address} group list --json").json()
+    assert [group["group"] for group in listed] == ["team"]
+    team.run(f"--server {address} client start bob --group team --detach")  # the client is told too
+    assert team.clients()["bob"]["server"] == address
+    sent = team.run(f"-s {address} send --as alice --group team hello --json").json()
+    team.wait_for_note("bob", "alice", "hello")
+    assert sent["seq"] == 1
+
+
+def test_token_show_prints_the_saved_token_and_only_issue_replaces_it(team: Chatctl) -> None:
+    token_file = team.home / "tokens" / "alice.token"
+    saved = token_file.read_text().strip()
+    assert team.run("token show alice").stdout.strip() == saved
+    team.run("send --as alice --group team 'still mine'")  # showing replaced nothing
+    assert team.run("token show alice --json").json()["token"] == saved
+
+    printed = team.run("token issue alice --print-token").stdout.splitlines()[-1]
+    assert printed != saved and printed == token_file.read_text().strip()
+    refused = team.run("token issue alice --show", check=False)
+    assert refused.code == 2 and "--show" in refused.stderr
+    assert token_file.read_text().strip() == printed
+
+
+def test_console_commands_are_its_own_and_never_sent(team: Chatctl) -> None:
+    token_file = team.home / "tokens" / "alice.token"
+    alice = Console("alice", "team", team.env["CHATROOM_SERVER"], token_file, team.env).subscribed()
+    try:
+        alice.write_line("/help")
+        alice.expect(r"^\* commands: /help list these commands; /quit leave the console$")
+        alice.write_line("/histroy 5")
+        alice.expect(r"^\* unknown command /histroy, not sent: /help lists the commands$")
+        alice.write_line("//shrug")
+        alice.expect(r"^\* sent #1: /shrug$")  # the first note stored: neither command was sent
+        assert alice.output.count("* sent #") == 1, alice.output
+        alice.write_line("/quit")
+        assert alice.wait(TIMEOUT_S) == 0
+    finally:
+        alice.stop()
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_a_note_over_the_limit_stays_in_the_input_line_to_edit(chatctl: Chatctl) -> None:
+    chatctl.start_server("--max-text-bytes 10")
+    chatctl.run("group create team --members alice,bob")
+    terminal = Terminal(chatctl.env)
+    try:
+        terminal.start(f"{CHATCTL} client start alice --group team")
+        terminal.wait_for_screen(lambda s: any(line == "alice@team>" for line in s), "the prompt")
+        terminal.type("too long: cut")
+        terminal.press("Enter")
+        screen = terminal.wait_for_screen(lambda s: any("not sent" in line for line in s), "the refusal")
+        assert (
+            "* not sent (INVALID_ARGUMENT: text is 13 bytes; the limit is 10); edit it below and press Enter"
+            in screen
+        ), screen
+        terminal.wait_for_screen(
+            lambda s: [line for line in s if line][-1] == "alice@team> too long: cut", "the kept text"
+        )
+        for _ in range(4):
+            terminal.press("BSpace")
+        terminal.press("Enter")
+        terminal.wait_for_screen(lambda s: "* sent #1: too long:" in s, "the edited note sent")
+    finally:
+        terminal.close()
