@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import grpc
+if TYPE_CHECKING:  # imported where used: chatctl --help, and the settings it reads, need no gRPC
+    import grpc
 
 DEFAULT_KEEPALIVE_S = 20.0
 KEEPALIVE_ENV = "CHATROOM_CLIENT_KEEPALIVE"
@@ -60,12 +62,16 @@ class ClientTls:
         return cls(*(path.read_bytes() if path else None for path in (ca, cert, key)))
 
     def credentials(self) -> grpc.ChannelCredentials:
+        import grpc
+
         return grpc.ssl_channel_credentials(self.ca, self.key, self.cert)
 
 
 def aio_channel(
     target: str, tls: ClientTls | None, keepalive_s: float = DEFAULT_KEEPALIVE_S
 ) -> grpc.aio.Channel:
+    import grpc.aio
+
     options = keepalive_options(keepalive_s)
     if tls is None:
         return grpc.aio.insecure_channel(target, options=options)
@@ -75,6 +81,8 @@ def aio_channel(
 def blocking_channel(
     target: str, tls: ClientTls | None, keepalive_s: float = DEFAULT_KEEPALIVE_S
 ) -> grpc.Channel:
+    import grpc
+
     options = keepalive_options(keepalive_s)
     if tls is None:
         return grpc.insecure_channel(target, options=options)
