@@ -24,8 +24,8 @@ from admin_cli.settings import (
     state_dir,
     tls_flags,
 )
-from clients.console import ERROR_PREFIX, NOTE_LINE, SUBSCRIBED_PREFIX, ConsoleOptions, run_console
 from clients.display import visible
+from clients.lines import ERROR_PREFIX, NOTE_LINE, SUBSCRIBED_PREFIX
 
 app = typer.Typer(help="Run console clients and watch them.", no_args_is_help=True)
 
@@ -87,6 +87,8 @@ def start(
             fail("several clients run in the background only: add --detach")
         if restart is not Restart.no:
             fail("--restart applies to detached clients: add --detach")
+        from clients.console import ConsoleOptions, run_console
+
         name = names[0]
         interactive = sys.stdin.isatty() and sys.stdout.isatty()
         servers = [address.strip() for address in server.split(",") if address.strip()]

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.live import Live
 from rich.table import Table
 
-from admin_cli.admin_api import connect_admin
 from admin_cli.output import ago, out, print_json, table
 from admin_cli.settings import DEFAULT_SERVER, Json, Server
-from chatroom.v1 import admin_pb2
+
+if TYPE_CHECKING:
+    from chatroom.v1 import admin_pb2
 
 app = typer.Typer(help="Inspect delivery state.", no_args_is_help=True)
 
@@ -64,6 +65,8 @@ def show(
     as_json: Json = False,
 ) -> None:
     """Each member's last acked seq, unread count, online sessions and last activity."""
+    from admin_cli.admin_api import connect_admin
+
     with connect_admin(server) as api:
         if as_json:
             print_json(delivery_json(api.list_unread(group)))

@@ -20,17 +20,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from admin_cli import server_cmd
-from admin_cli.admin_api import AdminApi, connect_admin
 from admin_cli.client_cmd import client_command
 from admin_cli.delivery_cmd import delivery_table
 from admin_cli.output import err, fail, out
 from admin_cli.settings import admin_token, save_member_token
-from clients.console import NOTE_LINE, SUBSCRIBED_PREFIX
+from clients.lines import NOTE_LINE, SUBSCRIBED_PREFIX
+
+if TYPE_CHECKING:
+    from admin_cli.admin_api import AdminApi
 
 WAIT_S = 20.0
 
@@ -248,6 +250,8 @@ def demo(
 
     Example: chatctl demo
     """
+    from admin_cli.admin_api import connect_admin
+
     token = admin_token() if server else None
     home = Path(tempfile.mkdtemp(prefix="chatroom-demo-"))
     with _environment(CHATROOM_HOME=str(home), **({"CHATROOM_ADMIN_TOKEN": token} if token else {})):

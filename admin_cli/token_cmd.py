@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from admin_cli.admin_api import connect_admin
 from admin_cli.output import info, print_json
 from admin_cli.settings import DEFAULT_SERVER, Json, Server, save_member_token
 
@@ -21,6 +20,8 @@ def issue(
     as_json: Json = False,
 ) -> None:
     """Issue a new token for a member, replacing (and disconnecting) any older one."""
+    from admin_cli.admin_api import connect_admin
+
     with connect_admin(server) as api:
         token = api.issue_token(member)
     path = save_member_token(member, token)

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from clients.channel import ClientTls
-from clients.console import ConsoleOptions, last_shown, run_console
+from clients.console import ConsoleOptions, run_console
+from clients.lines import last_shown
 
 DEFAULT_SERVER = "localhost:50051"
 

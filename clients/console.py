@@ -5,33 +5,25 @@ an input line that stays put while you type, and `/quit` leaves. Otherwise
 (a pipe, a log file, a detached process) it prints plain lines and sends each
 line read from stdin, so scripts and tests can drive it.
 
-Output lines::
-
-    [team #3 12:00:01] bob: hello      a note received
-    * sent #4: hi bob                  a note this member sent
-    * not sent (reason): hi bob        a note the server refused
-    * subscribed to team on ...        connection events
+Its output lines are described, written and read back in clients/lines.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
 import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from clients.channel import ClientTls
 from clients.chat_client import ChatClient
 from clients.display import visible
-from clients.model import ChatError, ConnectionEvent, Note
+from clients.lines import ERROR_PREFIX, SUBSCRIBED_PREFIX, format_note
+from clients.model import ChatError, ConnectionEvent
 
 QUIT_COMMAND = "/quit"
-SUBSCRIBED_PREFIX = "* subscribed to "
-ERROR_PREFIX = "error: "
 INTERRUPTED_EXIT_CODE = 130
 """Ctrl-C, as shells report a process ended by SIGINT."""
 
@@ -46,33 +38,6 @@ class ConsoleOptions:
     tls: ClientTls | None = None
     after_seq: int = 0
     """The last note an earlier run of this console showed."""
-
-
-NOTE_LINE = re.compile(
-    r"^\[(?P<group>[a-z0-9][a-z0-9_-]*) #(?P<seq>\d+) \d\d:\d\d:\d\d\]"
-    r" (?P<sender>[a-z0-9][a-z0-9_-]*): (?P<text>.*)$"
-)
-"""A note line as format_note writes it: what chatctl, the demo and the tests read back."""
-
-
-def format_note(note: Note) -> str:
-    """One line whatever the text holds: controls and line breaks are shown as escapes."""
-    clock = note.sent_at.astimezone().strftime("%H:%M:%S")
-    return f"[{visible(note.group)} #{note.seq} {clock}] {visible(note.sender)}: {visible(note.text)}"
-
-
-def last_shown(log: Path, group: str) -> int:
-    """The highest seq of the group that a console logged to this file.
-
-    Each note line is written at once, so the log is the console's memory of
-    what it has shown: a console restarted after a crash resumes after it
-    instead of showing a note twice."""
-    try:
-        with open(log, errors="replace") as lines:
-            seqs = [int(m["seq"]) for line in lines if (m := NOTE_LINE.match(line)) and m["group"] == group]
-    except FileNotFoundError:
-        return 0
-    return max(seqs, default=0)
 
 
 def format_event(event: ConnectionEvent, member: str) -> str:

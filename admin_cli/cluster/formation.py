@@ -23,7 +23,7 @@ from admin_cli.cluster.kinds import ClientSession, ServerReplica, StorageProcess
 from admin_cli.cluster.logs import matches
 from admin_cli.cluster.supervised import Outputs, State, Supervised
 from admin_cli.postgres import EmbeddedPostgres
-from clients.console import last_shown
+from clients.lines import last_shown
 from services.state_dir import ensure_admin_token
 
 SETUP_RETRY_S = 0.5

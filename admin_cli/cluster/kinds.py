@@ -26,7 +26,7 @@ from admin_cli.cluster.delivery import ClusterAdmin
 from admin_cli.cluster.supervised import Kind, Launch, Outputs, State, Supervised
 from admin_cli.postgres import READY_LINE, EmbeddedPostgres
 from admin_cli.restarts import RestartPolicy
-from clients.console import SUBSCRIBED_PREFIX
+from clients.lines import SUBSCRIBED_PREFIX
 
 HEALTH_POLL_S = 0.2
 HEALTH_WATCH_S = 1.0

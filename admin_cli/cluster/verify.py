@@ -40,7 +40,7 @@ from admin_cli.admin_api import AdminApi, explained_errors, health_status
 from admin_cli.output import err, fail, info, out, print_json, table
 from chatroom.v1 import chat_pb2, chat_pb2_grpc
 from clients.channel import ClientTls, blocking_channel
-from clients.console import NOTE_LINE, format_note
+from clients.lines import NOTE_LINE, format_note
 from clients.model import Note
 from services.state_dir import read_secret
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from clients.console import NOTE_LINE
+from clients.lines import NOTE_LINE
 from tests.support import TIMEOUT_S
 
 CHATCTL = str(Path(sys.executable).parent / "chatctl")
