@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from dataclasses import dataclass
@@ -87,6 +86,8 @@ def start(
             fail("several clients run in the background only: add --detach")
         if restart is not Restart.no:
             fail("--restart applies to detached clients: add --detach")
+        import asyncio
+
         from clients.console import ConsoleOptions, run_console
 
         name = names[0]

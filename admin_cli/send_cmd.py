@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -29,6 +28,8 @@ def send(
 
     Example: chatctl send --as alice --group team "hello"
     """
+    import asyncio
+
     from admin_cli.admin_api import explain_status
     from clients import ChatClient, ChatError
 
