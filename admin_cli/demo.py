@@ -13,10 +13,9 @@ import os
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +28,12 @@ from admin_cli.admin_api import AdminApi, connect_admin
 from admin_cli.client_cmd import client_command
 from admin_cli.delivery_cmd import delivery_table
 from admin_cli.output import err, fail, out
+from admin_cli.processes import Watched
 from admin_cli.settings import admin_token, save_member_token
 from clients.console import NOTE_LINE, SUBSCRIBED_PREFIX
 
 WAIT_S = 20.0
+STOP_GRACE_S = 10.0
 
 
 @dataclass
@@ -41,78 +42,35 @@ class Expectation:
     met: bool
 
 
-class ConsoleProcess:
+def _start_console(member: str, group: str, server: str) -> Watched:
     """A console client process whose stdin the demo types into and whose lines it reads."""
+    return Watched(client_command(member, group, server), stdin=True)
 
-    def __init__(self, member: str, group: str, server: str) -> None:
-        self.member = member
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self._process = subprocess.Popen(
-            client_command(member, group, server),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-        )
-        self._reader = threading.Thread(target=self._read, name=f"{member}-output", daemon=True)
-        self._reader.start()
 
-    def _read(self) -> None:
-        assert self._process.stdout is not None
-        for line in self._process.stdout:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
+def _received(console: Watched, sender: str, text: str) -> bool:
+    return console.wait_for_line(lambda line: _is_note(line, sender, text), WAIT_S) is not None
 
-    def wait_for(self, predicate: Callable[[str], bool], timeout_s: float = WAIT_S) -> str | None:
-        """The first line satisfying predicate, waiting for it; None on timeout or exit."""
-        deadline = time.monotonic() + timeout_s
-        with self._changed:
-            while True:
-                match = next((line for line in self.lines if predicate(line)), None)
-                remaining = deadline - time.monotonic()
-                if match is not None or remaining <= 0 or not self._reader.is_alive():
-                    return match
-                self._changed.wait(remaining)
 
-    def received(self, sender: str, text: str) -> bool:
-        return self.wait_for(lambda line: _is_note(line, sender, text)) is not None
+def _has_line(console: Watched, sender: str, text: str) -> bool:
+    return console.wait_for_line(lambda line: _is_note(line, sender, text), 0) is not None
 
-    def has_line(self, sender: str, text: str) -> bool:
-        with self._changed:
-            return any(_is_note(line, sender, text) for line in self.lines)
 
-    def type(self, text: str) -> int | None:
-        """Types a line; returns the seq the server gave it, once the console says it was sent."""
-        assert self._process.stdin is not None
-        self._process.stdin.write(text + "\n")
-        self._process.stdin.flush()
-        outcome = self.wait_for(
-            lambda line: line.startswith(("* sent #", "* not sent")) and line.endswith(f": {text}")
-        )
-        if outcome is None or not outcome.startswith("* sent #"):
-            return None
-        return int(outcome.split("#")[1].split(":")[0])
+def _type(console: Watched, text: str) -> int | None:
+    """Types a line; returns the seq the server gave it, once the console says it was sent."""
+    console.write_line(text)
+    outcome = console.wait_for_line(
+        lambda line: line.startswith(("* sent #", "* not sent")) and line.endswith(f": {text}"), WAIT_S
+    )
+    if outcome is None or not outcome.startswith("* sent #"):
+        return None
+    return int(outcome.split("#")[1].split(":")[0])
 
-    def exit_code(self, timeout_s: float = WAIT_S) -> int | None:
-        try:
-            return self._process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            return None
 
-    def stop(self) -> None:
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        self._reader.join(5)
+def _exit_code(console: Watched) -> int | None:
+    try:
+        return console.wait(WAIT_S)
+    except subprocess.TimeoutExpired:
+        return None
 
 
 def _is_note(line: str, sender: str, text: str) -> bool:
@@ -125,7 +83,7 @@ class Demo:
     server: str
     group: str
     gap_s: float
-    consoles: dict[str, ConsoleProcess] = field(default_factory=dict)
+    consoles: dict[str, Watched] = field(default_factory=dict)
     expectations: list[Expectation] = field(default_factory=list)
 
     def expect(self, description: str, met: bool) -> None:
@@ -133,16 +91,16 @@ class Demo:
         mark = "[green]✓[/]" if met else "[bold red]✗[/]"
         out.print(f"  {mark} {description}")
 
-    def online(self, member: str) -> ConsoleProcess:
-        console = self.consoles[member] = ConsoleProcess(member, self.group, self.server)
-        subscribed = console.wait_for(lambda line: line.startswith(SUBSCRIBED_PREFIX))
+    def online(self, member: str) -> Watched:
+        console = self.consoles[member] = _start_console(member, self.group, self.server)
+        subscribed = console.wait_for_line(lambda line: line.startswith(SUBSCRIBED_PREFIX), WAIT_S)
         out.print(
             f"  [cyan]{member}[/] comes online" + ("" if subscribed else " [red](did not subscribe)[/]")
         )
         return console
 
     def say(self, member: str, text: str) -> bool:
-        seq = self.consoles[member].type(text)
+        seq = _type(self.consoles[member], text)
         out.print(
             f"  [cyan]{member}[/] sends #{seq}: {text}"
             if seq
@@ -153,11 +111,11 @@ class Demo:
 
     def check_received(self, sender: str, text: str, *receivers: str, sent: bool = True) -> None:
         for receiver in receivers:
-            got = sent and self.consoles[receiver].received(sender, text)
+            got = sent and _received(self.consoles[receiver], sender, text)
             self.expect(f"{receiver} receives {sender}'s note", got)
 
     def check_not_echoed(self, member: str, text: str) -> None:
-        got = self.consoles[member].has_line(member, text)
+        got = _has_line(self.consoles[member], member, text)
         self.expect(f"{member} does not get back its own note {text!r}", not got)
 
     def run(self) -> None:
@@ -194,13 +152,15 @@ class Demo:
         self.check_not_echoed("alice", alice_note)
 
     def doug_is_refused(self) -> None:
-        doug = ConsoleProcess("doug", self.group, self.server)
-        code = doug.exit_code()
-        refusal = doug.wait_for(lambda line: "PERMISSION_DENIED" in line, timeout_s=0)
+        doug = _start_console("doug", self.group, self.server)
+        code = _exit_code(doug)
+        refusal = doug.wait_for_line(lambda line: "PERMISSION_DENIED" in line, 0)
         out.print(f"  [cyan]doug[/] connects: {refusal or 'no refusal'}", soft_wrap=True)
         self.expect("doug is refused and exits with an error", code not in (None, 0) and refusal is not None)
-        self.expect("doug receives nothing", not any(NOTE_LINE.match(line) for line in doug.lines))
-        doug.stop()
+        self.expect(
+            "doug receives nothing", not any(NOTE_LINE.match(line) for line in doug.output.splitlines())
+        )
+        doug.stop(STOP_GRACE_S)
 
     def check_delivery(self, api: AdminApi) -> None:
         out.rule("Delivery state")
@@ -214,7 +174,7 @@ class Demo:
 
     def stop(self) -> None:
         for console in self.consoles.values():
-            console.stop()
+            console.stop(STOP_GRACE_S)
 
 
 @contextmanager
