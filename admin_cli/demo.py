@@ -10,21 +10,22 @@ seq order: if Bob had been sent his own note #2, it would have come before #3.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from admin_cli import server_cmd
-from admin_cli.admin_api import AdminApi, connect_admin
 from admin_cli.client_cmd import client_command
 from admin_cli.delivery_cmd import delivery_table
 from admin_cli.output import err, fail, out
@@ -32,7 +33,11 @@ from admin_cli.processes import Watched
 from admin_cli.settings import admin_token, save_member_token
 from clients.console import NOTE_LINE, SUBSCRIBED_PREFIX
 
+if TYPE_CHECKING:
+    from admin_cli.admin_api import AdminApi
+
 WAIT_S = 20.0
+ROLES = ("alice", "bob", "chad", "doug")
 STOP_GRACE_S = 10.0
 
 
@@ -73,30 +78,95 @@ def _exit_code(console: Watched) -> int | None:
         return None
 
 
+def _last_line(console: Watched) -> str:
+    lines = [line for line in console.output.splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
+
+
 def _is_note(line: str, sender: str, text: str) -> bool:
     match = NOTE_LINE.match(line)
     return match is not None and match["sender"] == sender and match["text"] == text
 
 
+@dataclass(frozen=True)
+class Cast:
+    """The group and the member names that play alice, bob, chad and doug in one run."""
+
+    group: str
+    members: dict[str, str]
+
+    @classmethod
+    def at_home(cls) -> Cast:
+        """On the demo's own fresh server the names are the scenario's own."""
+        return cls("team", {role: role for role in ROLES})
+
+    @classmethod
+    def visiting(cls) -> Cast:
+        """On someone's server, names no one has: the demo never touches a member it did not make."""
+        run = secrets.token_hex(4)
+        return cls(f"demo-{run}", {role: f"{role}-{run}" for role in ROLES})
+
+
 @dataclass
 class Demo:
     server: str
-    group: str
+    cast: Cast
     gap_s: float
     consoles: dict[str, Watched] = field(default_factory=dict)
     expectations: list[Expectation] = field(default_factory=list)
+    created: bool = False
+
+    @property
+    def group(self) -> str:
+        return self.cast.group
+
+    def enrol(self, api: AdminApi) -> None:
+        """Creates the group with every role, doug included so that his token too is a new member's,
+        then takes doug out of it. CreateGroup issues tokens only to members that had none, so no
+        existing member's token is ever replaced."""
+        members = [self.cast.members[role] for role in ROLES]
+        created = api.create_group(self.group, members)
+        self.created = True
+        tokens = {credential.member: credential.token for credential in created.credentials}
+        for member in members:
+            if member not in tokens:
+                fail(f"member {member!r} already exists on {self.server}; run the demo again for new names")
+            save_member_token(member, tokens[member])
+        doug = self.cast.members["doug"]
+        api.remove_members(self.group, [doug])
+        names = self.cast.members
+        played = "" if names["alice"] == "alice" else " (" + ", ".join(names[role] for role in ROLES) + ")"
+        out.print(
+            f"created group {self.group} with alice, bob and chad; doug has a token but no group{played}"
+        )
+
+    def clean_up(self, api: AdminApi) -> bool:
+        """Deletes the group the demo made (its streams end); False if that failed."""
+        if not self.created:
+            return True
+        try:
+            api.delete_group(self.group)
+        except typer.Exit:
+            err.print(
+                f"the demo group {self.group} is left on {self.server}: chatctl group delete {self.group}"
+            )
+            return False
+        self.created = False
+        return True
 
     def expect(self, description: str, met: bool) -> None:
         self.expectations.append(Expectation(description, met))
         mark = "[green]✓[/]" if met else "[bold red]✗[/]"
         out.print(f"  {mark} {description}")
 
+    def console(self, role: str) -> Watched:
+        return _start_console(self.cast.members[role], self.group, self.server)
+
     def online(self, member: str) -> Watched:
-        console = self.consoles[member] = _start_console(member, self.group, self.server)
+        console = self.consoles[member] = self.console(member)
         subscribed = console.wait_for_line(lambda line: line.startswith(SUBSCRIBED_PREFIX), WAIT_S)
-        out.print(
-            f"  [cyan]{member}[/] comes online" + ("" if subscribed else " [red](did not subscribe)[/]")
-        )
+        why = "" if subscribed else f" [red](did not subscribe: {escape(_last_line(console))})[/]"
+        out.print(f"  [cyan]{member}[/] comes online{why}", soft_wrap=True)
         return console
 
     def say(self, member: str, text: str) -> bool:
@@ -111,11 +181,11 @@ class Demo:
 
     def check_received(self, sender: str, text: str, *receivers: str, sent: bool = True) -> None:
         for receiver in receivers:
-            got = sent and _received(self.consoles[receiver], sender, text)
+            got = sent and _received(self.consoles[receiver], self.cast.members[sender], text)
             self.expect(f"{receiver} receives {sender}'s note", got)
 
     def check_not_echoed(self, member: str, text: str) -> None:
-        got = _has_line(self.consoles[member], member, text)
+        got = _has_line(self.consoles[member], self.cast.members[member], text)
         self.expect(f"{member} does not get back its own note {text!r}", not got)
 
     def run(self) -> None:
@@ -152,7 +222,7 @@ class Demo:
         self.check_not_echoed("alice", alice_note)
 
     def doug_is_refused(self) -> None:
-        doug = _start_console("doug", self.group, self.server)
+        doug = self.console("doug")
         code = _exit_code(doug)
         refusal = doug.wait_for_line(lambda line: "PERMISSION_DENIED" in line, 0)
         out.print(f"  [cyan]doug[/] connects: {refusal or 'no refusal'}", soft_wrap=True)
@@ -206,35 +276,49 @@ def demo(
 ) -> None:
     """Run the three scenarios with real client processes and check every expectation.
 
+    With --server it makes a group and members of its own and deletes the group at the end.
+
     Example: chatctl demo
     """
+    from admin_cli.admin_api import connect_admin
+
     token = admin_token() if server else None
     home = Path(tempfile.mkdtemp(prefix="chatroom-demo-"))
-    with _environment(CHATROOM_HOME=str(home), **({"CHATROOM_ADMIN_TOKEN": token} if token else {})):
-        embedded = None
-        if server is None:
-            embedded = server_cmd.start_detached(["--listen=127.0.0.1:0"])
-            server = str(embedded.details["address"])
-            out.print(f"started a server on {server} (state in {home})")
-        group = "team" if embedded else f"demo-{uuid.uuid4().hex[:6]}"
-        run = Demo(server, group, gap)
-        try:
-            with connect_admin(server) as api:
-                created = api.create_group(group, ["alice", "bob", "chad"])
-                for credential in created.credentials:
-                    save_member_token(credential.member, credential.token)
-                save_member_token("doug", api.issue_token("doug"))
-                out.print(f"created group {group} with alice, bob and chad; doug has a token but no group")
-                run.run()
-                run.check_delivery(api)
-        finally:
-            run.stop()
-            if embedded is not None:
-                embedded.process.stop(15)
-            if not keep:
-                shutil.rmtree(home, ignore_errors=True)
+    interrupted = False
+    cleaned = True
+    previous_sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)  # cleans up like Ctrl-C
+    try:
+        with _environment(CHATROOM_HOME=str(home), **({"CHATROOM_ADMIN_TOKEN": token} if token else {})):
+            embedded = None
+            if server is None:
+                embedded = server_cmd.start_detached(["--listen=127.0.0.1:0"])
+                server = str(embedded.details["address"])
+                out.print(f"started a server on {server} (state in {home})")
+            run = Demo(server, Cast.at_home() if embedded else Cast.visiting(), gap)
+            try:
+                with connect_admin(server) as api:
+                    try:
+                        run.enrol(api)
+                        run.run()
+                        run.check_delivery(api)
+                    finally:
+                        run.stop()
+                        cleaned = run.clean_up(api)
+            except KeyboardInterrupt:
+                interrupted = True
+            finally:
+                if embedded is not None:
+                    embedded.process.stop(15)
+                if not keep:
+                    shutil.rmtree(home, ignore_errors=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
+    if interrupted:
+        fail("demo interrupted" if cleaned else f"demo interrupted; its group {run.group} is left", 130)
     failed = [e for e in run.expectations if not e.met]
     out.rule()
+    if not cleaned:
+        fail(f"the demo could not delete its group {run.group}")
     if failed:
         err.print(f"[bold red]{len(failed)} of {len(run.expectations)} expectations failed[/]")
         fail("demo failed: " + "; ".join(e.description for e in failed))
