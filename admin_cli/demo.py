@@ -28,7 +28,7 @@ from rich.markup import escape
 from admin_cli import server_cmd
 from admin_cli.client_cmd import client_command
 from admin_cli.delivery_cmd import delivery_table
-from admin_cli.output import err, fail, out
+from admin_cli.output import err, fail, info, note, out
 from admin_cli.processes import Watched
 from admin_cli.settings import admin_token, save_member_token
 from clients.console import NOTE_LINE, SUBSCRIBED_PREFIX
@@ -136,9 +136,7 @@ class Demo:
         api.remove_members(self.group, [doug])
         names = self.cast.members
         played = "" if names["alice"] == "alice" else " (" + ", ".join(names[role] for role in ROLES) + ")"
-        out.print(
-            f"created group {self.group} with alice, bob and chad; doug has a token but no group{played}"
-        )
+        info(f"created group {self.group} with alice, bob and chad; doug has a token but no group{played}")
 
     def clean_up(self, api: AdminApi) -> bool:
         """Deletes the group the demo made (its streams end); False if that failed."""
@@ -147,9 +145,7 @@ class Demo:
         try:
             api.delete_group(self.group)
         except typer.Exit:
-            err.print(
-                f"the demo group {self.group} is left on {self.server}: chatctl group delete {self.group}"
-            )
+            note(f"the demo group {self.group} is left on {self.server}: chatctl group delete {self.group}")
             return False
         self.created = False
         return True
@@ -225,7 +221,7 @@ class Demo:
         doug = self.console("doug")
         code = _exit_code(doug)
         refusal = doug.wait_for_line(lambda line: "PERMISSION_DENIED" in line, 0)
-        out.print(f"  [cyan]doug[/] connects: {refusal or 'no refusal'}", soft_wrap=True)
+        out.print(f"  [cyan]doug[/] connects: {escape(refusal or 'no refusal')}", soft_wrap=True)
         self.expect("doug is refused and exits with an error", code not in (None, 0) and refusal is not None)
         self.expect(
             "doug receives nothing", not any(NOTE_LINE.match(line) for line in doug.output.splitlines())
@@ -293,7 +289,7 @@ def demo(
             if server is None:
                 embedded = server_cmd.start_detached(["--listen=127.0.0.1:0"])
                 server = str(embedded.details["address"])
-                out.print(f"started a server on {server} (state in {home})")
+                info(f"started a server on {server} (state in {home})")
             run = Demo(server, Cast.at_home() if embedded else Cast.visiting(), gap)
             try:
                 with connect_admin(server) as api:
@@ -324,4 +320,4 @@ def demo(
         fail("demo failed: " + "; ".join(e.description for e in failed))
     out.print(f"[bold green]all {len(run.expectations)} expectations met[/]")
     if keep:
-        out.print(f"logs and state kept in {home}")
+        info(f"logs and state kept in {home}")

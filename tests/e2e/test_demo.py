@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import signal
+from pathlib import Path
 
 from admin_cli.processes import Watched
 from tests.e2e.conftest import CHATCTL, Chatctl
@@ -58,3 +60,19 @@ def test_a_demo_that_cannot_run_says_why_in_one_line(chatctl: Chatctl) -> None:
     assert unreachable.code == 1
     assert unreachable.stderr.startswith("error: cannot reach the chatroom server at 127.0.0.1:1")
     assert len(unreachable.stderr.strip().splitlines()) == 1
+
+
+def test_the_demo_prints_its_state_directory_as_it_is(chatctl: Chatctl, tmp_path: Path) -> None:
+    # "[/]" would be a closing markup tag with nothing to close, "[bold]" a style that vanishes.
+    odd = tmp_path / "odd [bold]name[" / "]x"
+    odd.mkdir(parents=True)
+    chatctl.env["TMPDIR"] = str(odd)
+
+    result = chatctl.run("demo --gap 0 --keep", check=False, timeout_s=DEMO_TIMEOUT_S)
+
+    assert result.code == 0, result.stderr
+    started = re.search(r"^started a server on \S+ \(state in (.+)\)$", result.stdout, re.MULTILINE)
+    assert started is not None, result.stdout
+    home = Path(started[1])
+    assert home.parent == odd and home.is_dir()
+    assert result.stdout.rstrip().endswith(f"logs and state kept in {home}")
