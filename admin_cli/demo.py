@@ -31,10 +31,10 @@ from admin_cli.delivery_cmd import delivery_table
 from admin_cli.output import err, fail, info, note, out
 from admin_cli.processes import Watched
 from admin_cli.settings import admin_token, save_member_token
-from clients.console import NOTE_LINE, SUBSCRIBED_PREFIX
 
 if TYPE_CHECKING:
     from admin_cli.admin_api import AdminApi
+    from admin_cli.cluster.verify import ClientLog, ServerAccess
 
 WAIT_S = 20.0
 ROLES = ("alice", "bob", "chad", "doug")
@@ -78,12 +78,20 @@ def _exit_code(console: Watched) -> int | None:
         return None
 
 
+def _is_a_note(line: str) -> bool:
+    from clients.console import NOTE_LINE
+
+    return NOTE_LINE.match(line) is not None
+
+
 def _last_line(console: Watched) -> str:
     lines = [line for line in console.output.splitlines() if line.strip()]
     return lines[-1] if lines else "no output"
 
 
 def _is_note(line: str, sender: str, text: str) -> bool:
+    from clients.console import NOTE_LINE
+
     match = NOTE_LINE.match(line)
     return match is not None and match["sender"] == sender and match["text"] == text
 
@@ -94,6 +102,8 @@ class Cast:
 
     group: str
     members: dict[str, str]
+    guest: bool = False
+    """On someone else's server: what the demo made is deleted at the end."""
 
     @classmethod
     def at_home(cls) -> Cast:
@@ -104,7 +114,7 @@ class Cast:
     def visiting(cls) -> Cast:
         """On someone's server, names no one has: the demo never touches a member it did not make."""
         run = secrets.token_hex(4)
-        return cls(f"demo-{run}", {role: f"{role}-{run}" for role in ROLES})
+        return cls(f"demo-{run}", {role: f"{role}-{run}" for role in ROLES}, guest=True)
 
 
 @dataclass
@@ -115,6 +125,10 @@ class Demo:
     consoles: dict[str, Watched] = field(default_factory=dict)
     expectations: list[Expectation] = field(default_factory=list)
     created: bool = False
+    placement: dict[str, str] = field(default_factory=dict)
+    """role → the replica its console connects to; a role not in it uses server."""
+    logs: ConsoleLogs | None = None
+    """On a cluster: where each console's lines are kept for the cluster's verify."""
 
     @property
     def group(self) -> str:
@@ -138,17 +152,16 @@ class Demo:
         played = "" if names["alice"] == "alice" else " (" + ", ".join(names[role] for role in ROLES) + ")"
         info(f"created group {self.group} with alice, bob and chad; doug has a token but no group{played}")
 
-    def clean_up(self, api: AdminApi) -> bool:
-        """Deletes the group the demo made (its streams end); False if that failed."""
-        if not self.created:
-            return True
+    def clean_up(self, api: AdminApi) -> None:
+        """As a guest, deletes the group the demo made (its streams end); `created` stays if that failed."""
+        if not self.created or not self.cast.guest:
+            return
         try:
             api.delete_group(self.group)
         except typer.Exit:
             note(f"the demo group {self.group} is left on {self.server}: chatctl group delete {self.group}")
-            return False
+            return
         self.created = False
-        return True
 
     def expect(self, description: str, met: bool) -> None:
         self.expectations.append(Expectation(description, met))
@@ -156,13 +169,20 @@ class Demo:
         out.print(f"  {mark} {description}")
 
     def console(self, role: str) -> Watched:
-        return _start_console(self.cast.members[role], self.group, self.server)
+        if self.logs is not None:
+            self.logs.first_start(role)
+        return _start_console(self.cast.members[role], self.group, self.placement.get(role, self.server))
 
     def online(self, member: str) -> Watched:
+        from clients.console import SUBSCRIBED_PREFIX
+
         console = self.consoles[member] = self.console(member)
         subscribed = console.wait_for_line(lambda line: line.startswith(SUBSCRIBED_PREFIX), WAIT_S)
-        why = "" if subscribed else f" [red](did not subscribe: {escape(_last_line(console))})[/]"
-        out.print(f"  [cyan]{member}[/] comes online{why}", soft_wrap=True)
+        if subscribed is None:
+            where = f" [red](did not subscribe: {escape(_last_line(console))})[/]"
+        else:
+            where = f" on {escape(_subscribed_to(subscribed))}" if self.placement else ""
+        out.print(f"  [cyan]{member}[/] comes online{where}", soft_wrap=True)
         return console
 
     def say(self, member: str, text: str) -> bool:
@@ -223,9 +243,7 @@ class Demo:
         refusal = doug.wait_for_line(lambda line: "PERMISSION_DENIED" in line, 0)
         out.print(f"  [cyan]doug[/] connects: {escape(refusal or 'no refusal')}", soft_wrap=True)
         self.expect("doug is refused and exits with an error", code not in (None, 0) and refusal is not None)
-        self.expect(
-            "doug receives nothing", not any(NOTE_LINE.match(line) for line in doug.output.splitlines())
-        )
+        self.expect("doug receives nothing", not any(_is_a_note(line) for line in doug.output.splitlines()))
         doug.stop(STOP_GRACE_S)
 
     def check_delivery(self, api: AdminApi) -> None:
@@ -239,8 +257,64 @@ class Demo:
         self.expect("every member has read everything", not any(m.unread_count for m in delivery.members))
 
     def stop(self) -> None:
-        for console in self.consoles.values():
+        for role, console in self.consoles.items():
             console.stop(STOP_GRACE_S)
+            if self.logs is not None:
+                self.logs.keep(role, console)
+
+    def check_placement(self) -> None:
+        """That the consoles are where the cluster demo put them, as each console says."""
+        from clients.console import SUBSCRIBED_PREFIX
+
+        shown = {}
+        for role in ("alice", "bob", "chad"):
+            line = self.consoles[role].wait_for_line(lambda text: text.startswith(SUBSCRIBED_PREFIX), 0)
+            shown[role] = _subscribed_to(line) if line else None
+        self.expect(
+            "alice is on one replica, bob and chad on the other",
+            all(shown[role] == self.placement[role] for role in shown) and shown["alice"] != shown["bob"],
+        )
+
+    def check_whole(self) -> None:
+        """The cluster's own verify: each console showed every note meant for it, once, in order."""
+        from admin_cli.cluster.verify import print_reports, verify
+
+        assert self.logs is not None
+        out.rule("Cluster verify")
+        reports = verify(self.logs.access, [self.logs.client(role) for role in ("alice", "bob", "chad")])
+        print_reports(reports, as_json=False)
+        for report in reports:
+            self.expect(f"{report.name}'s console is whole (cluster verify)", report.ok)
+
+
+@dataclass
+class ConsoleLogs:
+    """The demo's consoles kept as a cluster's client logs are, so that verify reads them alike."""
+
+    access: ServerAccess
+    directory: Path
+    cast: Cast
+
+    def client(self, role: str) -> ClientLog:
+        from admin_cli.cluster.verify import ClientLog
+
+        log = self.directory / f"{role}.log"
+        return ClientLog(role, self.cast.members[role], self.cast.group, [log])
+
+    def first_start(self, role: str) -> None:
+        from admin_cli.cluster.verify import record_first_start
+
+        if role != "doug":  # not a member: nothing of his is verified
+            record_first_start(self.access, self.client(role))
+
+    def keep(self, role: str, console: Watched) -> None:
+        with open(self.client(role).logs[-1], "a") as log:
+            log.writelines(line + "\n" for line in console.lines)
+
+
+def _subscribed_to(line: str) -> str:
+    """The address in the console's "* subscribed to GROUP on ADDRESS as MEMBER"."""
+    return line.split(" on ", 1)[-1].rsplit(" as ", 1)[0]
 
 
 @contextmanager
@@ -267,6 +341,14 @@ def demo(
             help="Run against this server instead of starting one (uses its admin token).",
         ),
     ] = None,
+    cluster: Annotated[
+        bool,
+        typer.Option(
+            "--cluster",
+            help="Run on a cluster of two replicas and an embedded PostgreSQL (alice on one, bob and"
+            " chad on the other), then verify delivery; the cluster is removed at the end.",
+        ),
+    ] = False,
     gap: Annotated[float, typer.Option(min=0, help="Seconds Bob and Chad stay offline in scenario 1.")] = 5.0,
     keep: Annotated[bool, typer.Option(help="Keep the temporary state directory and logs.")] = False,
 ) -> None:
@@ -274,46 +356,38 @@ def demo(
 
     With --server it makes a group and members of its own and deletes the group at the end.
 
-    Example: chatctl demo
-    """
-    from admin_cli.admin_api import connect_admin
+    Examples: chatctl demo
 
+    chatctl demo --cluster
+    """
+    if server and cluster:
+        fail("--server and --cluster do not go together: the cluster demo starts its own cluster")
     token = admin_token() if server else None
     home = Path(tempfile.mkdtemp(prefix="chatroom-demo-"))
     interrupted = False
-    cleaned = True
+    run: Demo | None = None
     previous_sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)  # cleans up like Ctrl-C
     try:
         with _environment(CHATROOM_HOME=str(home), **({"CHATROOM_ADMIN_TOKEN": token} if token else {})):
-            embedded = None
-            if server is None:
-                embedded = server_cmd.start_detached(["--listen=127.0.0.1:0"])
-                server = str(embedded.details["address"])
-                info(f"started a server on {server} (state in {home})")
-            run = Demo(server, Cast.at_home() if embedded else Cast.visiting(), gap)
             try:
-                with connect_admin(server) as api:
-                    try:
-                        run.enrol(api)
-                        run.run()
-                        run.check_delivery(api)
-                    finally:
-                        run.stop()
-                        cleaned = run.clean_up(api)
+                if cluster:
+                    run = _on_a_cluster(home, gap, keep)
+                elif server:
+                    run = _play(Demo(server, Cast.visiting(), gap))
+                else:
+                    run = _on_own_server(home, gap)
             except KeyboardInterrupt:
                 interrupted = True
             finally:
-                if embedded is not None:
-                    embedded.process.stop(15)
                 if not keep:
                     shutil.rmtree(home, ignore_errors=True)
     finally:
         signal.signal(signal.SIGTERM, previous_sigterm)
-    if interrupted:
-        fail("demo interrupted" if cleaned else f"demo interrupted; its group {run.group} is left", 130)
+    if interrupted or run is None:
+        fail("demo interrupted", 130)
     failed = [e for e in run.expectations if not e.met]
     out.rule()
-    if not cleaned:
+    if run.created and run.cast.guest:
         fail(f"the demo could not delete its group {run.group}")
     if failed:
         err.print(f"[bold red]{len(failed)} of {len(run.expectations)} expectations failed[/]")
@@ -321,3 +395,82 @@ def demo(
     out.print(f"[bold green]all {len(run.expectations)} expectations met[/]")
     if keep:
         info(f"logs and state kept in {home}")
+
+
+def _play(run: Demo) -> Demo:
+    """Makes the group, runs the scenarios, checks delivery; stops the consoles and deletes the group
+    whatever happens."""
+    from admin_cli.admin_api import connect_admin
+
+    with connect_admin(run.server) as api:
+        try:
+            run.enrol(api)
+            run.run()
+            run.check_delivery(api)
+        finally:
+            run.stop()
+            run.clean_up(api)
+    return run
+
+
+def _on_own_server(home: Path, gap: float) -> Demo:
+    embedded = server_cmd.start_detached(["--listen=127.0.0.1:0"])
+    try:
+        server = str(embedded.details["address"])
+        info(f"started a server on {server} (state in {home})")
+        return _play(Demo(server, Cast.at_home(), gap))
+    finally:
+        embedded.process.stop(15)
+
+
+def _on_a_cluster(home: Path, gap: float, keep: bool) -> Demo:
+    """Brings up a cluster of the demo's own, plays on it, verifies it, and takes it down with its data
+    (kept with --keep)."""
+    from admin_cli.cluster import cli as cluster_cli
+    from admin_cli.cluster.config import load
+    from admin_cli.cluster.home import ClusterHome
+    from admin_cli.cluster.remote import Supervisor
+    from admin_cli.cluster.verify import ServerAccess
+    from admin_cli.settings import client_tls
+    from services.state_dir import read_secret
+
+    file = _cluster_file(home)
+    config = load(file)
+    cluster_home = ClusterHome.of(config.name)
+    info(f"starting a cluster: an embedded PostgreSQL and 2 replicas (state in {cluster_home.root})")
+    try:
+        cluster_cli.up(file=file)
+        with Supervisor(config.name, cluster_home) as supervisor:
+            servers = supervisor.status().servers.split(",")
+        token = read_secret(cluster_home.admin_token)
+        if token is None:
+            fail(f"the cluster wrote no admin token to {cluster_home.admin_token}")
+        with _environment(CHATROOM_HOME=str(cluster_home.root), CHATROOM_ADMIN_TOKEN=token):
+            cast = Cast.at_home()
+            access = ServerAccess(servers, token, cluster_home.root, client_tls())
+            run = Demo(
+                servers[0],
+                cast,
+                gap,
+                placement={"alice": servers[0], "bob": servers[1], "chad": servers[1], "doug": servers[1]},
+                logs=ConsoleLogs(access, cluster_home.root / "clients", cast),
+            )
+            _play(run)
+            run.check_placement()
+            run.check_whole()
+        return run
+    finally:
+        out.rule("Cluster down")
+        cluster_cli.down(file=file, volumes=not keep)
+
+
+def _cluster_file(directory: Path) -> Path:
+    """A cluster file of two replicas on free ports and an embedded PostgreSQL; groups the demo makes."""
+    from admin_cli.postgres import free_port, port_is_free
+
+    port = next((p for p in (free_port() for _ in range(100)) if p < 65535 and port_is_free(p + 1)), None)
+    if port is None:
+        fail("found no two free ports in a row on 127.0.0.1 for the cluster's replicas")
+    path = directory / "chatroom.toml"
+    path.write_text(f'name = "demo"\n\n[server]\nreplicas = 2\nport = {port}\n')
+    return path
