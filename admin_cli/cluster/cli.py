@@ -325,6 +325,33 @@ def rollout_restart(file: ClusterFile = DEFAULT_PATH, as_json: Json = False) -> 
         print_json({"cluster": config.name, "steps": steps})
 
 
+QuietTimeout = Annotated[
+    float,
+    typer.Option(
+        "--timeout", min=0, help="Seconds to wait for quiet (no one sending, nothing unread) before checking."
+    ),
+]
+
+
+@app.command("verify", epilog="Examples: chatctl cluster verify\n\nchatctl cluster verify --json")
+def verify_command(
+    file: ClusterFile = DEFAULT_PATH, as_json: Json = False, timeout: QuietTimeout = 60.0
+) -> None:
+    """Check every client showed each note of its group once, in order, none missing; exit 0 only if so.
+
+    Waits first until no one sends and every member has nothing unread."""
+    from admin_cli.cluster import verify as checking
+    from admin_cli.output import note
+
+    config = cluster_config(file)
+    with _running(config) as supervisor:
+        access, clients = checking.of_cluster(supervisor.status())
+    if not checking.wait_for_quiet(access, clients, timeout):
+        note(f"not quiet after {timeout:.0f} s (still sending, or unread notes): checking as it is")
+    if not checking.print_reports(checking.verify(access, clients), as_json):
+        raise typer.Exit(1)
+
+
 @app.command(epilog="Examples: chatctl cluster events -f\n\nchatctl cluster events --json")
 def events(
     file: FileOnly = DEFAULT_PATH,

