@@ -371,10 +371,18 @@ def _bearer(token: str) -> tuple[tuple[str, str]]:
     return (("authorization", f"Bearer {token}"),)
 
 
-def verify(access: ServerAccess, clients: Sequence[ClientLog]) -> list[ClientReport]:
-    """Checks every client: heads and histories first, then the logs, then unread counts."""
+def fetch_histories(access: ServerAccess, readers: Mapping[str, str]) -> dict[str, GroupHistory]:
+    """Each group's history, read as the member that readers names for it."""
+    return {group: fetch_history(access, group, member) for group, member in readers.items()}
+
+
+def verify(
+    access: ServerAccess, clients: Sequence[ClientLog], histories: Mapping[str, GroupHistory] | None = None
+) -> list[ClientReport]:
+    """Checks every client: heads and histories first (unless given), then the logs, then unread counts."""
     readers = {client.group: client.member for client in clients}
-    histories = {group: fetch_history(access, group, member) for group, member in readers.items()}
+    if histories is None:
+        histories = fetch_histories(access, readers)
     lines = {client.name: log_lines(client.logs) for client in clients}
     unread = {group: fetch_unread(access, group) for group in readers}
     return [

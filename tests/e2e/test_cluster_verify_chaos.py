@@ -54,6 +54,35 @@ def test_verify_passes_once_every_client_showed_what_was_sent(cluster: Cluster) 
     assert [line.split()[0] for line in table.stdout.splitlines()[1:4]] == list(READERS)
 
 
+def test_chaos_kills_replicas_and_clients_and_every_client_stays_whole(cluster: Cluster) -> None:
+    killed_before = _sigkilled(cluster)
+    pids = {name: entry["pid"] for name, entry in cluster.processes().items()}
+    result = cluster.run(
+        "cluster chaos --duration 30 --seed 7 --kill-servers 2 --kill-clients 5 --senders 3 --json",
+        timeout_s=30 + 4 * CLUSTER_TIMEOUT_S,
+    ).json()
+    assert (result["ok"], result["lost"], result["duplicated"]) == (True, 0, 0), result
+    assert (result["server_kills"], result["client_kills"]) == (2, 5)
+    assert result["restarts"] >= 7 and result["sent"] > 100
+    assert 0 < result["longest_pause_s"] < 30
+    killed = _sigkilled(cluster)[len(killed_before) :]
+    assert sorted(killed) == sorted(kill["name"] for kill in result["kills"])
+    assert {name for name in killed if name.startswith("server-")} <= {"server-1", "server-2"}
+    assert all(pids[name] != cluster.processes()[name]["pid"] for name in killed)
+    assert {entry["state"] for entry in cluster.processes().values()} == {"running"}
+    verified = cluster.run("cluster verify --json", timeout_s=CLUSTER_TIMEOUT_S).json()
+    assert verified["ok"] is True and all(entry["shown"] > 100 for entry in verified["clients"])
+
+
+def _sigkilled(cluster: Cluster) -> list[str]:
+    """The processes that exited by SIGKILL, one entry per exit, in order."""
+    return [
+        event["name"]
+        for event in cluster.events()
+        if event["type"] == "process" and event["event"] == "exited" and event.get("code") == -9
+    ]
+
+
 def test_verify_fails_naming_a_dropped_and_a_repeated_note(cluster: Cluster) -> None:
     lines = log_of(cluster, "bob").read_text().split("\n")
     notes = [i for i, line in enumerate(lines) if (m := NOTE_LINE.match(line)) and m["group"] == "team"]
