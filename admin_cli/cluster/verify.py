@@ -442,7 +442,7 @@ def print_reports(reports: Sequence[ClientReport], as_json: bool) -> bool:
             r.member,
             r.group,
             r.head_seq,
-            f"#{r.from_seq} ({r.start.value})",
+            f"#{r.from_seq}" + ("" if r.start is StartRule.first_cursor else "*"),
             r.shown,
             len(r.missing),
             len(r.duplicated),
@@ -452,6 +452,8 @@ def print_reports(reports: Sequence[ClientReport], as_json: bool) -> bool:
         for r in reports
     ]
     out.print(table(None, columns, rows))
+    if any(r.start is not StartRule.first_cursor for r in reports):
+        info("* from the first note its log shows (no cursor recorded at its first start)")
     for report in reports:
         if not report.ok:
             err.print(f"{report.name}: " + "; ".join(problems(report)), markup=False)

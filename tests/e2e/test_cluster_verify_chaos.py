@@ -49,6 +49,7 @@ def test_verify_passes_once_every_client_showed_what_was_sent(cluster: Cluster) 
         assert (entry["member"], entry["group"], entry["head_seq"]) == (name, "team", max(sent))
         assert (entry["missing"], entry["duplicated"], entry["unread"]) == ([], [], 0)
         assert entry["shown"] == 4  # the notes of the two others, each twice
+        assert (entry["from_seq"], entry["start"]) == (1, "cursor at first start")
     table = cluster.run("cluster verify", timeout_s=CLUSTER_TIMEOUT_S)
     assert "every client is whole (3 checked)" in table.stdout
     assert [line.split()[0] for line in table.stdout.splitlines()[1:4]] == list(READERS)
@@ -86,7 +87,7 @@ def _sigkilled(cluster: Cluster) -> list[str]:
 def test_verify_fails_naming_a_dropped_and_a_repeated_note(cluster: Cluster) -> None:
     lines = log_of(cluster, "bob").read_text().split("\n")
     notes = [i for i, line in enumerate(lines) if (m := NOTE_LINE.match(line)) and m["group"] == "team"]
-    dropped, repeated = notes[1], notes[-1]  # not the first: without a recorded cursor, it is where bob began
+    dropped, repeated = notes[0], notes[-1]  # the first too: the log begins with bob's cursor
     dropped_seq = int(NOTE_LINE.match(lines[dropped])["seq"])  # type: ignore[index]
     repeated_seq = int(NOTE_LINE.match(lines[repeated])["seq"])  # type: ignore[index]
     edited = [x for i, line in enumerate(lines) if i != dropped for x in [line] * (2 if i == repeated else 1)]
