@@ -105,3 +105,22 @@ def test_verify_fails_naming_a_dropped_and_a_repeated_note(cluster: Cluster) -> 
     assert told.code != 0
     assert f"bob: missing #{dropped_seq}; duplicated #{repeated_seq}" in told.stderr
     assert "NOT WHOLE" in told.stdout
+
+
+def test_verify_and_chaos_refuse_in_one_line_without_a_cluster(tmp_path: Path) -> None:
+    cli = Cluster(tmp_path / "home", tmp_path / "chatroom.toml")
+    cli.run(f"cluster init {cli.file}")
+    for command in ("cluster verify", "cluster chaos --duration 1"):
+        refused = cli.run(command, check=False)
+        assert refused.code != 0
+        assert (
+            refused.stderr
+            == f"error: cluster team is not up: start it with 'chatctl cluster up -f {cli.file}'\n"
+        )
+    cli.file.write_text(cli.file.read_text().replace("replicas = 2", "replicas = 1"))
+    refused = cli.run("cluster chaos", check=False)
+    assert refused.code != 0
+    assert refused.stderr == f"error: --kill-servers needs two replicas or more, and {cli.file} has 1\n"
+    assert cli.run("cluster chaos --kill-servers 0", check=False).stderr.startswith(
+        "error: cluster team is not up"
+    )
