@@ -11,7 +11,8 @@ and its member has nothing unread.
 
 Where a client starts: the cursor at its first subscribe is known only before
 it subscribes, so whoever starts a client for the first time writes the
-member's cursor as the first line of its log (`record_first_cursor`). The
+member's cursor as the first line of its log (`record_first_cursor`; the
+cluster's supervisor does, for a member's only session). The
 cursor moves only by the acks of the member's own sessions, so for a member
 with one client it is exactly where the stream began. A log without that line
 is checked from its lowest note: a loss before the first note a client ever
