@@ -335,7 +335,9 @@ class _Driver:
             status = await asyncio.to_thread(self.supervisor.status)
             candidates = self._candidates(kill.kind, status)
             if candidates:
-                break
+                name = choose(kill, candidates, self._killed)
+                if pid := await asyncio.to_thread(self.supervisor.kill_running, name):
+                    break
             if time.monotonic() > deadline:
                 what = "two replicas SERVING" if kill.kind == "server" else "a running client it restarts"
                 self.trouble.append(
@@ -343,8 +345,6 @@ class _Driver:
                 )
                 return
             await asyncio.sleep(STATUS_POLL_S)
-        name = choose(kill, candidates, self._killed)
-        pid = await asyncio.to_thread(self.supervisor.kill, name)
         self._killed[name] = self._killed.get(name, 0) + 1
         self.kills.append(Killed(time.monotonic() - self.started, name, kill.kind, pid))
 
