@@ -75,6 +75,18 @@ class Supervisor:
         )
         return int(response.pid)
 
+    def kill_running(self, name: str) -> int:
+        """SIGKILL if the process runs now; 0 if it does not (it ended between a look and the kill)."""
+        try:
+            response: cluster_pb2.KillResponse = self._stub.Kill(
+                cluster_pb2.KillRequest(name=name), timeout=CALL_TIMEOUT_S
+            )
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                return 0
+            fail(self._explain(error))
+        return int(response.pid)
+
     def rollout_restart(self) -> Iterator[cluster_pb2.RolloutRestartResponse]:
         try:
             yield from self._stub.RolloutRestart(cluster_pb2.RolloutRestartRequest(), timeout=600)
