@@ -27,7 +27,7 @@ from admin_cli.cluster.config import ClusterConfig
 from admin_cli.cluster.remote import Supervisor
 from chatroom.cluster.v1 import cluster_pb2
 from clients import Backoff, ChatClient
-from clients.console import NOTE_LINE
+from clients.lines import NOTE_LINE
 from clients.model import ChatError
 
 KillKind = Literal["server", "client"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from clients.console import NOTE_LINE
+from clients.lines import NOTE_LINE
 from tests.e2e.test_cluster import CLUSTER_TIMEOUT_S, Cluster
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
