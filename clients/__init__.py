@@ -3,7 +3,17 @@
 from clients.backoff import Backoff
 from clients.channel import ClientTls
 from clients.chat_client import ChatClient
-from clients.model import ChatError, ConnectionEvent, Note
+from clients.model import ChatError, ConnectionEvent, Gap, Note, NotePage
 from clients.sync_client import SyncChatClient
 
-__all__ = ["Backoff", "ChatClient", "ClientTls", "ChatError", "ConnectionEvent", "Note", "SyncChatClient"]
+__all__ = [
+    "Backoff",
+    "ChatClient",
+    "ClientTls",
+    "ChatError",
+    "ConnectionEvent",
+    "Gap",
+    "Note",
+    "NotePage",
+    "SyncChatClient",
+]

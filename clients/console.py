@@ -10,6 +10,7 @@ Output lines::
     [team #3 12:00:01] bob: hello      a note received
     * sent #4: hi bob                  a note this member sent
     * not sent (reason): hi bob        a note the server refused
+    * notes 1–15 were deleted ...      notes retention deleted before they were read
     * subscribed to team on ...        connection events
 """
 
@@ -27,7 +28,7 @@ from pathlib import Path
 from clients.channel import ClientTls
 from clients.chat_client import ChatClient
 from clients.display import visible
-from clients.model import ChatError, ConnectionEvent, Note
+from clients.model import ChatError, ConnectionEvent, Gap, Note
 
 QUIT_COMMAND = "/quit"
 SUBSCRIBED_PREFIX = "* subscribed to "
@@ -59,6 +60,15 @@ def format_note(note: Note) -> str:
     """One line whatever the text holds: controls and line breaks are shown as escapes."""
     clock = note.sent_at.astimezone().strftime("%H:%M:%S")
     return f"[{visible(note.group)} #{note.seq} {clock}] {visible(note.sender)}: {visible(note.text)}"
+
+
+def format_gap(gap: Gap) -> str:
+    """Says in one line which notes this member will never see, and why."""
+    if gap.first_seq == gap.last_seq:
+        lost = f"note {gap.first_seq} was deleted before you read it"
+    else:
+        lost = f"notes {gap.first_seq}–{gap.last_seq} were deleted before you read them"
+    return f"* {lost} ({visible(gap.reason)})" if gap.reason else f"* {lost}"
 
 
 def last_shown(log: Path, group: str) -> int:
@@ -131,8 +141,8 @@ async def _first(*events: asyncio.Event) -> None:
 
 
 async def _receive(client: ChatClient, options: ConsoleOptions, say: Callable[[str], None]) -> None:
-    async for note in client.notes(options.group, after_seq=options.after_seq):
-        say(format_note(note))
+    async for item in client.notes(options.group, after_seq=options.after_seq):
+        say(format_note(item) if isinstance(item, Note) else format_gap(item))
 
 
 async def _send(client: ChatClient, group: str, text: str, say: Callable[[str], None]) -> None:
