@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from clients.backoff import Backoff
     from clients.channel import ClientTls
     from clients.chat_client import ChatClient
-    from clients.model import ChatError, ConnectionEvent, Note
+    from clients.model import ChatError, ConnectionEvent, Gap, Note, NotePage
     from clients.sync_client import SyncChatClient
 
 _MODULES = {
@@ -22,10 +22,22 @@ _MODULES = {
     "ChatClient": "clients.chat_client",
     "ChatError": "clients.model",
     "ConnectionEvent": "clients.model",
+    "Gap": "clients.model",
     "Note": "clients.model",
+    "NotePage": "clients.model",
     "SyncChatClient": "clients.sync_client",
 }
-__all__ = ["Backoff", "ChatClient", "ChatError", "ClientTls", "ConnectionEvent", "Note", "SyncChatClient"]
+__all__ = [
+    "Backoff",
+    "ChatClient",
+    "ChatError",
+    "ClientTls",
+    "ConnectionEvent",
+    "Gap",
+    "Note",
+    "NotePage",
+    "SyncChatClient",
+]
 
 
 def __getattr__(name: str) -> Any:

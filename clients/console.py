@@ -1,7 +1,8 @@
 """The console client: prints each received note as one line, sends what is typed.
 
 Two faces of one process. On a terminal it is interactive: notes print above
-an input line that stays put while you type, and `/quit` leaves. Otherwise
+an input line that stays put while you type, `/history [N]` shows the N notes
+before the earliest one on screen, and `/quit` leaves. Otherwise
 (a pipe, a log file, a detached process) it prints plain lines and sends each
 line read from stdin, so scripts and tests can drive it.
 
@@ -20,10 +21,14 @@ from dataclasses import dataclass
 from clients.channel import ClientTls
 from clients.chat_client import ChatClient
 from clients.display import visible
-from clients.lines import ERROR_PREFIX, SUBSCRIBED_PREFIX, format_note
-from clients.model import ChatError, ConnectionEvent
+from clients.lines import ERROR_PREFIX, NOTE_LINE, SUBSCRIBED_PREFIX, format_gap, format_note
+from clients.model import ChatError, ConnectionEvent, Note
 
 QUIT_COMMAND = "/quit"
+HISTORY_COMMAND = "/history"
+HISTORY_DEFAULT = 20
+HISTORY_MAX = 500
+"""The most notes the server returns in one page."""
 INTERRUPTED_EXIT_CODE = 130
 """Ctrl-C, as shells report a process ended by SIGINT."""
 
@@ -49,9 +54,7 @@ def format_event(event: ConnectionEvent, member: str) -> str:
 async def run_console(options: ConsoleOptions) -> int:
     """Runs until /quit, end of input on a terminal, SIGINT or SIGTERM; returns the exit code."""
 
-    def say(line: str) -> None:
-        print(line, flush=True)
-
+    say = Screen()
     stop = asyncio.Event()
     interrupted = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -82,6 +85,47 @@ async def run_console(options: ConsoleOptions) -> int:
         return INTERRUPTED_EXIT_CODE if interrupted_by_ctrl_c else 0
 
 
+class Screen:
+    """Prints lines, and remembers the lowest seq of the note lines it printed:
+    where /history goes on from."""
+
+    def __init__(self) -> None:
+        self.earliest = 0
+        """0 while no note is on screen."""
+
+    def __call__(self, line: str) -> None:
+        print(line, flush=True)
+        if (match := NOTE_LINE.match(line)) is not None:
+            seq = int(match["seq"])
+            self.earliest = seq if self.earliest == 0 else min(self.earliest, seq)
+
+
+async def _history(client: ChatClient, group: str, line: str, screen: Screen) -> bool:
+    """Runs `/history [N]` if the line is that command: the N notes before the earliest on screen."""
+    command, *args = line.split() or [""]
+    if command != HISTORY_COMMAND:
+        return False
+    if not args:
+        count = HISTORY_DEFAULT
+    elif len(args) == 1 and args[0].isascii() and args[0].isdigit():
+        count = int(args[0])
+    else:
+        count = 0
+    if not 1 <= count <= HISTORY_MAX:
+        screen(f"* usage: {HISTORY_COMMAND} [N], N from 1 to {HISTORY_MAX} (default {HISTORY_DEFAULT})")
+        return True
+    try:
+        page = await client.history(group, before_seq=screen.earliest, limit=count)
+    except ChatError as error:
+        screen(f"* no history ({visible(str(error))})")
+        return True
+    for note in page.notes:
+        screen(format_note(note))
+    if not page.has_more:
+        screen("* no earlier notes")
+    return True
+
+
 class Interrupted(Exception):
     """Ctrl-C at the prompt (prompt_toolkit reads it as a key, not as SIGINT)."""
 
@@ -96,8 +140,8 @@ async def _first(*events: asyncio.Event) -> None:
 
 
 async def _receive(client: ChatClient, options: ConsoleOptions, say: Callable[[str], None]) -> None:
-    async for note in client.notes(options.group, after_seq=options.after_seq):
-        say(format_note(note))
+    async for item in client.notes(options.group, after_seq=options.after_seq):
+        say(format_note(item) if isinstance(item, Note) else format_gap(item))
 
 
 async def _send(client: ChatClient, group: str, text: str, say: Callable[[str], None]) -> None:
@@ -109,7 +153,7 @@ async def _send(client: ChatClient, group: str, text: str, say: Callable[[str], 
         say(f"* sent #{note.seq}: {visible(note.text)}")
 
 
-async def _type_lines(client: ChatClient, options: ConsoleOptions, say: Callable[[str], None]) -> None:
+async def _type_lines(client: ChatClient, options: ConsoleOptions, say: Screen) -> None:
     """Sends each stdin line; at end of input keeps listening (detached processes have none)."""
     lines: asyncio.Queue[str | None] = asyncio.Queue()
     loop = asyncio.get_running_loop()
@@ -124,14 +168,14 @@ async def _type_lines(client: ChatClient, options: ConsoleOptions, say: Callable
     while (line := await lines.get()) is not None:
         if line.strip() == QUIT_COMMAND:
             return
+        if await _history(client, options.group, line, say):
+            continue
         if line.strip():
             await _send(client, options.group, line, say)
     await asyncio.Event().wait()
 
 
-async def _type_interactively(
-    client: ChatClient, options: ConsoleOptions, say: Callable[[str], None]
-) -> None:
+async def _type_interactively(client: ChatClient, options: ConsoleOptions, say: Screen) -> None:
     from prompt_toolkit import PromptSession
     from prompt_toolkit.patch_stdout import patch_stdout
 
@@ -146,5 +190,7 @@ async def _type_interactively(
                 raise Interrupted from None
             if line.strip() == QUIT_COMMAND:
                 return
+            if await _history(client, options.group, line, say):
+                continue
             if line.strip():
                 await _send(client, options.group, line, say)

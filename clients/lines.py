@@ -3,6 +3,7 @@
     [team #3 12:00:01] bob: hello      a note received
     * sent #4: hi bob                  a note this member sent
     * not sent (reason): hi bob        a note the server refused
+    * notes 1–15 were deleted ...      notes retention deleted before they were read
     * subscribed to team on ...        connection events
     error: ...                         why the console stopped
 
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 from clients.display import visible
 
 if TYPE_CHECKING:
-    from clients.model import Note
+    from clients.model import Gap, Note
 
 SUBSCRIBED_PREFIX = "* subscribed to "
 ERROR_PREFIX = "error: "
@@ -33,6 +34,15 @@ def format_note(note: Note) -> str:
     """One line whatever the text holds: controls and line breaks are shown as escapes."""
     clock = note.sent_at.astimezone().strftime("%H:%M:%S")
     return f"[{visible(note.group)} #{note.seq} {clock}] {visible(note.sender)}: {visible(note.text)}"
+
+
+def format_gap(gap: Gap) -> str:
+    """Says in one line which notes this member will never see, and why."""
+    if gap.first_seq == gap.last_seq:
+        lost = f"note {gap.first_seq} was deleted before you read it"
+    else:
+        lost = f"notes {gap.first_seq}–{gap.last_seq} were deleted before you read them"
+    return f"* {lost} ({visible(gap.reason)})" if gap.reason else f"* {lost}"
 
 
 def last_shown(log: Path, group: str) -> int:
