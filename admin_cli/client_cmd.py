@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from dataclasses import dataclass
@@ -26,16 +25,8 @@ from admin_cli.settings import (
     tls_flags,
 )
 from clients.channel import DEFAULT_KEEPALIVE_S
-from clients.console import (
-    ERROR_PREFIX,
-    LOST_PREFIX,
-    NOTE_LINE,
-    SUBSCRIBED_PREFIX,
-    WAITING_PREFIX,
-    ConsoleOptions,
-    run_console,
-)
 from clients.display import visible
+from clients.lines import ERROR_PREFIX, LOST_PREFIX, NOTE_LINE, SUBSCRIBED_PREFIX, WAITING_PREFIX
 
 app = typer.Typer(help="Run console clients and watch them.", no_args_is_help=True)
 
@@ -104,6 +95,10 @@ def start(
             fail("several clients run in the background only: add --detach")
         if restart is not Restart.no:
             fail("--restart applies to detached clients: add --detach")
+        import asyncio
+
+        from clients.console import ConsoleOptions, run_console
+
         name = names[0]
         interactive = sys.stdin.isatty() and sys.stdout.isatty()
         servers = [address.strip() for address in server.split(",") if address.strip()]

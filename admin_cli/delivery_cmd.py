@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.live import Live
@@ -16,7 +16,9 @@ from rich.table import Table
 
 from admin_cli.output import CallFailed, ago, fail, out, print_json, table
 from admin_cli.settings import DEFAULT_SERVER, Json, Server
-from chatroom.v1 import admin_pb2
+
+if TYPE_CHECKING:
+    from chatroom.v1 import admin_pb2
 
 app = typer.Typer(help="Inspect delivery state.", no_args_is_help=True)
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from admin_cli.admin_api import connect_admin
 from admin_cli.output import fail, info, note, out, print_json, table
 from admin_cli.settings import DEFAULT_SERVER, Json, Server, save_member_token, state_dir
-from chatroom.v1 import admin_pb2
+
+if TYPE_CHECKING:
+    from chatroom.v1 import admin_pb2
 
 app = typer.Typer(help="Create, inspect and change groups.", no_args_is_help=True)
 
@@ -63,6 +64,8 @@ def create(
     as_json: Json = False,
 ) -> None:
     """Create a group; members without a token get one, saved in the state directory."""
+    from admin_cli.admin_api import connect_admin
+
     with connect_admin(server) as api:
         response = api.create_group(group, split_members(members))
     _report("created", response.group, _save_credentials(response.credentials), as_json)
@@ -71,6 +74,8 @@ def create(
 @app.command("list", epilog="Example: chatctl group list --json")
 def list_groups(server: Server = DEFAULT_SERVER, as_json: Json = False) -> None:
     """List every group with its members and head seq."""
+    from admin_cli.admin_api import connect_admin
+
     with connect_admin(server) as api:
         groups = api.list_groups()
     if as_json:
@@ -85,6 +90,8 @@ def list_groups(server: Server = DEFAULT_SERVER, as_json: Json = False) -> None:
 @app.command(epilog="Example: chatctl group show team")
 def show(group: str, server: Server = DEFAULT_SERVER, as_json: Json = False) -> None:
     """Show one group's members, its newest seq and its oldest kept one (retention deletes before it)."""
+    from admin_cli.admin_api import connect_admin
+
     with connect_admin(server) as api:
         found = api.get_group(group)
     if as_json:
@@ -97,6 +104,8 @@ def show(group: str, server: Server = DEFAULT_SERVER, as_json: Json = False) -> 
 @app.command("add-members", epilog="Example: chatctl group add-members team --members doug")
 def add_members(group: str, members: Members, server: Server = DEFAULT_SERVER, as_json: Json = False) -> None:
     """Add members; each starts reading at the group's current head."""
+    from admin_cli.admin_api import connect_admin
+
     with connect_admin(server) as api:
         response = api.add_members(group, split_members(members))
     _report("updated", response.group, _save_credentials(response.credentials), as_json)
@@ -107,6 +116,8 @@ def remove_members(
     group: str, members: Members, server: Server = DEFAULT_SERVER, as_json: Json = False
 ) -> None:
     """Remove members; their open streams end at once."""
+    from admin_cli.admin_api import connect_admin
+
     with connect_admin(server) as api:
         updated = api.remove_members(group, split_members(members))
     _report("updated", updated, [], as_json)
@@ -123,6 +134,8 @@ def delete(
         if not sys.stdin.isatty():
             fail(f"deleting {group!r} removes all its notes: pass --yes to confirm")
         typer.confirm(f"Delete group {group!r} and all its notes?", abort=True)
+    from admin_cli.admin_api import connect_admin
+
     with connect_admin(server) as api:
         api.delete_group(group)
     info(f"deleted group {group}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from admin_cli.admin_api import health_status
 from admin_cli.output import out, print_json, table
 from admin_cli.settings import DEFAULT_SERVER, Json, Server, client_tls
 
@@ -16,6 +15,8 @@ def health(server: Server = DEFAULT_SERVER, as_json: Json = False) -> None:
 
     Example: chatctl health --server localhost:50051
     """
+    from admin_cli.admin_api import health_status
+
     tls = client_tls()
     statuses = {service or "(server)": health_status(server, service, tls) for service in SERVICES}
     if as_json:

@@ -16,6 +16,7 @@ from admin_cli import client_cmd, delivery_cmd, group_cmd, server_cmd, token_cmd
 from admin_cli.cluster import cli as cluster_cli
 from admin_cli.demo import demo
 from admin_cli.health_cmd import health
+from admin_cli.history_cmd import history
 from admin_cli.send_cmd import send
 from admin_cli.settings import use_server, use_tls
 
@@ -78,5 +79,6 @@ app.add_typer(delivery_cmd.app, name="delivery")
 app.add_typer(token_cmd.app, name="token")
 app.add_typer(cluster_cli.app, name="cluster")
 app.command()(send)
+app.command()(history)
 app.command()(health)
 app.command()(demo)

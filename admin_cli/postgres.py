@@ -164,8 +164,10 @@ class EmbeddedPostgres:
             self.argv(program, *args), input=stdin, capture_output=True, text=True, check=False
         )
         if completed.returncode != 0:
-            detail = (completed.stderr or completed.stdout).strip().splitlines()
-            raise RuntimeError(f"{program} failed: {detail[-1] if detail else completed.returncode}")
+            lines = (completed.stderr or completed.stdout).strip().splitlines()
+            errors = [line for line in lines if "error" in line.lower() or "fatal" in line.lower()]
+            detail = "; ".join(errors or lines[-1:]) or f"exit code {completed.returncode}"
+            raise RuntimeError(f"{program} failed: {detail}")
 
 
 def _ids(user: str) -> tuple[int, int]:

@@ -24,8 +24,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 POLL_INTERVAL_S = 0.05
 
 
@@ -38,6 +36,8 @@ class ProcessId:
     @classmethod
     def of(cls, pid: int) -> ProcessId | None:
         """The running process with this pid, or None if there is none (or a zombie)."""
+        import psutil  # loaded on first use: chatctl's help and argument errors do not need it
+
         try:
             process = psutil.Process(pid)
             if process.status() == psutil.STATUS_ZOMBIE:
@@ -236,9 +236,13 @@ class Watched:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time the process has used so far, every thread."""
+    import psutil
+
     times = psutil.Process(pid).cpu_times()
     return float(times.user + times.system)
 
 
 def rss_bytes(pid: int) -> int:
+    import psutil
+
     return int(psutil.Process(pid).memory_info().rss)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from admin_cli.admin_api import explain_status
 from admin_cli.output import fail, info, print_json
 from admin_cli.settings import DEFAULT_SERVER, Json, Server, client_tls, member_token
-from clients import ChatClient, ChatError, Note
+
+if TYPE_CHECKING:
+    from clients.model import Note
 
 SEND_RETRY_S = 3.0
 
@@ -28,6 +28,11 @@ def send(
 
     Example: chatctl send --as alice --group team "hello"
     """
+    import asyncio
+
+    from admin_cli.admin_api import explain_status
+    from clients import ChatClient, ChatError
+
     token = member_token(sender)
 
     async def deliver() -> Note:

@@ -12,7 +12,6 @@ from typing import Annotated, Any, get_type_hints
 import typer
 
 from admin_cli import processes
-from admin_cli.admin_api import health_status
 from admin_cli.output import duration, fail, info, print_json, table
 from admin_cli.output import out as console
 from admin_cli.settings import Json, client_tls, state_dir
@@ -195,6 +194,8 @@ def stop(
 
 
 def _health(record: processes.ProcessRecord) -> str:
+    from admin_cli.admin_api import health_status
+
     if record.details.get("health_address"):
         return health_status(record.details["health_address"])
     if record.details.get("tls") and client_tls() is None:

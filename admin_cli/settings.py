@@ -5,15 +5,18 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from admin_cli.output import fail
-from clients.channel import KEEPALIVE_ENV, ClientTls
+from clients.channel import KEEPALIVE_ENV  # no gRPC: channel.py imports it where it dials
 from services.core.errors import InvalidRequest
 from services.core.names import check_name
 from services.state_dir import ADMIN_TOKEN_FILE, default_state_dir, read_secret, write_secret
+
+if TYPE_CHECKING:
+    from clients.channel import ClientTls
 
 DEFAULT_SERVER = "localhost:50051"
 SERVER_ENV = "CHATROOM_SERVER"
@@ -61,6 +64,8 @@ def use_server(server: str | None) -> None:
 
 def client_tls() -> ClientTls | None:
     """TLS for connections to the server, or None for plaintext."""
+    from clients.channel import ClientTls
+
     files = (_tls_files.ca, _tls_files.cert, _tls_files.key)
     if not any(files):
         return None

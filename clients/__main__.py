@@ -13,7 +13,8 @@ from pathlib import Path
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 from clients.channel import DEFAULT_KEEPALIVE_S, KEEPALIVE_ENV, ClientTls  # noqa: E402
-from clients.console import ConsoleOptions, last_shown, run_console  # noqa: E402
+from clients.console import ConsoleOptions, run_console  # noqa: E402
+from clients.lines import last_shown  # noqa: E402
 
 DEFAULT_SERVER = "localhost:50051"
 

@@ -3,7 +3,9 @@
 The server delivers at least once; this client makes it exactly once for the
 application. It hands over each note at most once (anything with a seq at or
 below the last one handed over is dropped), acknowledges a note only after the
-application has seen it, and on a lost connection reconnects with backoff,
+application has seen it, hands over a Gap in place of notes that retention
+deleted before they were read (once, and acked like a note, so the cursor moves
+past it), and on a lost connection reconnects with backoff,
 moving on to the next server address if there are several. Sends carry a
 generated client_msg_id, so retrying them after a timeout never stores a note
 twice.
@@ -13,19 +15,24 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import grpc
 
 from chatroom.v1 import chat_pb2, chat_pb2_grpc, metadata
 from clients.backoff import Backoff, BackoffDelays
 from clients.channel import DEFAULT_KEEPALIVE_S, ClientTls, aio_channel
-from clients.model import ChatError, ConnectionEvent, EventKind, Note
+from clients.model import ChatError, ConnectionEvent, EventKind, Gap, Note, NotePage
 
 DEFAULT_BACKOFF = Backoff()
 ACK_INTERVAL_S = 0.05
 EAGER_ACK_NOTES = 256
+HISTORY_PAGE = 50
+"""Notes a history page holds unless asked otherwise (the server allows up to 500)."""
+
+T = TypeVar("T")
 
 RETRYABLE = frozenset(
     {
@@ -85,14 +92,31 @@ class ChatClient:
         request = chat_pb2.SendNoteRequest(
             group=group, text=text, client_msg_id=client_msg_id or uuid.uuid4().hex
         )
+        response: chat_pb2.SendNoteResponse = await self._unary(
+            lambda stub: stub.SendNote(request, metadata=self._metadata, timeout=self._call_timeout_s)
+        )
+        return Note.from_proto(response.note)
+
+    async def history(self, group: str, before_seq: int = 0, limit: int = HISTORY_PAGE) -> NotePage:
+        """The page of kept notes just below before_seq (0: the newest), in seq order.
+
+        Members only; own notes included. Page back by passing the page's first
+        note's seq as the next before_seq while has_more holds."""
+        request = chat_pb2.ListNotesRequest(group=group, before_seq=before_seq, limit=limit)
+        response: chat_pb2.ListNotesResponse = await self._unary(
+            lambda stub: stub.ListNotes(request, metadata=self._metadata, timeout=self._call_timeout_s)
+        )
+        notes = tuple(Note.from_proto(note) for note in response.notes)
+        return NotePage(notes, response.first_seq, response.has_more)
+
+    async def _unary(self, call: Callable[[chat_pb2_grpc.ChatServiceStub], Awaitable[T]]) -> T:
+        """One call, retried on the next server while none answers (for up to send_retry_s),
+        and on the same one after a rate limit; any other failure raises ChatError."""
         delays = self._backoff.delays()
         deadline = asyncio.get_running_loop().time() + self._send_retry_s
         while True:
             try:
-                response = await self._sending.stub().SendNote(
-                    request, metadata=self._metadata, timeout=self._call_timeout_s
-                )
-                return Note.from_proto(response.note)
+                return await call(self._sending.stub())
             except grpc.aio.AioRpcError as error:
                 limited = _retry_after_s(error)
                 delay = delays.next() if limited is None else limited
@@ -102,12 +126,14 @@ class ChatClient:
                     await self._sending.next_server()
                 await asyncio.sleep(delay)
 
-    async def notes(self, group: str, *, after_seq: int = 0) -> AsyncGenerator[Note, None]:
+    async def notes(self, group: str, *, after_seq: int = 0) -> AsyncGenerator[Note | Gap, None]:
         """Every unread note of the group, then live ones, each exactly once, forever.
 
-        A note is acknowledged once the consumer asks for the next one. after_seq
-        says what an earlier run already handed over (it is skipped, and acked).
-        Raises ChatError when the subscription is refused for good.
+        Notes that retention deleted before they were read come as one Gap, in
+        seq order, where they would have been. A note or gap is acknowledged
+        once the consumer asks for the next one. after_seq says what an earlier
+        run already handed over (it is skipped, and acked). Raises ChatError
+        when the subscription is refused for good.
         """
         self._handed[group] = max(self._handed.get(group, 0), after_seq)
         delays = self._backoff.delays()
@@ -142,7 +168,7 @@ class ChatClient:
 
     async def _subscribe_once(
         self, link: _Link, group: str, delays: BackoffDelays, attempt: _Attempt
-    ) -> AsyncIterator[Note]:
+    ) -> AsyncIterator[Note | Gap]:
         """One stream, until it ends; failures surface as AioRpcError.
 
         Requests go out through an iterator rather than call.write(): a stream
@@ -165,17 +191,28 @@ class ChatClient:
                 response = await call.read()  # raises when the stream fails
                 if response is grpc.aio.EOF:
                     return
+                if response.HasField("gap") and (gap := self._unseen(group, response.gap)) is not None:
+                    yield gap
+                    self._handed[group] = gap.last_seq
                 for proto in response.notes:
                     if proto.seq > self._handed.get(group, 0):
                         yield Note.from_proto(proto)
                         # Resumed: the consumer has seen the note.
                         self._handed[group] = proto.seq
                         acks.offer(proto.seq)
-                acks.offer(self._handed.get(group, 0))  # redeliveries are acked too
+                acks.offer(self._handed.get(group, 0))  # redeliveries and gaps are acked too
         finally:
             await acks.close()
             requests.put_nowait(None)
             call.cancel()
+
+    def _unseen(self, group: str, proto: chat_pb2.Gap) -> Gap | None:
+        """The part of a gap above what was handed over: a gap told again after a
+        reconnect (it was not acked yet) is not handed over twice."""
+        handed = self._handed.get(group, 0)
+        if proto.last_seq <= handed:
+            return None
+        return Gap(max(proto.first_seq, handed + 1), proto.last_seq, proto.reason)
 
     def _report(self, event: ConnectionEvent) -> None:
         if self._on_event is not None:

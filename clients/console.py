@@ -1,47 +1,50 @@
 """The console client: prints each received note as one line, sends what is typed.
 
 Two faces of one process. On a terminal it is interactive: notes print above
-an input line that stays put while you type, and `/quit` leaves. Otherwise
+an input line that stays put while you type, `/history [N]` shows the N notes
+before the earliest one on screen, and `/quit` leaves. Otherwise
 (a pipe, a log file, a detached process) it prints plain lines and sends each
 line read from stdin, so scripts and tests can drive it.
 
-Output lines::
-
-    [team #3 12:00:01] bob: hello      a note received
-    * sent #4: hi bob                  a note this member sent
-    * not sent (reason): hi bob        a note the server refused
-    * subscribed to team on ...        connection events, each change once
-    * waiting: the server at ... is not answering: ...
+Its output lines are described, written and read back in clients/lines.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
 import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from clients.channel import DEFAULT_KEEPALIVE_S, ClientTls, is_connection_failure
 from clients.chat_client import ChatClient
 from clients.display import visible
+from clients.lines import (
+    ERROR_PREFIX,
+    LOST_PREFIX,
+    NOTE_LINE,
+    SUBSCRIBED_PREFIX,
+    WAITING_PREFIX,
+    format_gap,
+    format_note,
+)
 from clients.model import ChatError, ConnectionEvent, Note
 
 QUIT_COMMAND = "/quit"
 HELP_COMMAND = "/help"
+HISTORY_COMMAND = "/history"
+HISTORY_DEFAULT = 20
+HISTORY_MAX = 500
+"""The most notes the server returns in one page."""
 COMMANDS = {
     HELP_COMMAND: "list these commands",
+    HISTORY_COMMAND: f"[N] show the N notes before the earliest on screen (default {HISTORY_DEFAULT})",
     QUIT_COMMAND: "leave the console",
 }
 """The console's own commands, typed as a line of their own: never sent as notes.
 A note that starts with / is typed with two (//like this)."""
-SUBSCRIBED_PREFIX = "* subscribed to "
-LOST_PREFIX = "* connection lost "
-WAITING_PREFIX = "* waiting: "
-ERROR_PREFIX = "error: "
 INTERRUPTED_EXIT_CODE = 130
 """Ctrl-C, as shells report a process ended by SIGINT."""
 
@@ -59,33 +62,6 @@ class ConsoleOptions:
     keepalive_s: float = DEFAULT_KEEPALIVE_S
     token_source: str = "CHATROOM_TOKEN"
     """Where the token was read from (a file, a variable), for the hint when it is refused."""
-
-
-NOTE_LINE = re.compile(
-    r"^\[(?P<group>[a-z0-9][a-z0-9_-]*) #(?P<seq>\d+) \d\d:\d\d:\d\d\]"
-    r" (?P<sender>[a-z0-9][a-z0-9_-]*): (?P<text>.*)$"
-)
-"""A note line as format_note writes it: what chatctl, the demo and the tests read back."""
-
-
-def format_note(note: Note) -> str:
-    """One line whatever the text holds: controls and line breaks are shown as escapes."""
-    clock = note.sent_at.astimezone().strftime("%H:%M:%S")
-    return f"[{visible(note.group)} #{note.seq} {clock}] {visible(note.sender)}: {visible(note.text)}"
-
-
-def last_shown(log: Path, group: str) -> int:
-    """The highest seq of the group that a console logged to this file.
-
-    Each note line is written at once, so the log is the console's memory of
-    what it has shown: a console restarted after a crash resumes after it
-    instead of showing a note twice."""
-    try:
-        with open(log, errors="replace") as lines:
-            seqs = [int(m["seq"]) for line in lines if (m := NOTE_LINE.match(line)) and m["group"] == group]
-    except FileNotFoundError:
-        return 0
-    return max(seqs, default=0)
 
 
 def format_event(event: ConnectionEvent, member: str) -> str:
@@ -131,9 +107,7 @@ class ConnectionStatus:
 async def run_console(options: ConsoleOptions) -> int:
     """Runs until /quit, end of input on a terminal, SIGINT or SIGTERM; returns the exit code."""
 
-    def say(line: str) -> None:
-        print(line, flush=True)
-
+    say = Screen()
     stop = asyncio.Event()
     interrupted = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -182,6 +156,47 @@ def refusal(error: BaseException | None, options: ConsoleOptions) -> str:
     return visible(str(error))
 
 
+class Screen:
+    """Prints lines, and remembers the lowest seq of the note lines it printed:
+    where /history goes on from."""
+
+    def __init__(self) -> None:
+        self.earliest = 0
+        """0 while no note is on screen."""
+
+    def __call__(self, line: str) -> None:
+        print(line, flush=True)
+        if (match := NOTE_LINE.match(line)) is not None:
+            seq = int(match["seq"])
+            self.earliest = seq if self.earliest == 0 else min(self.earliest, seq)
+
+
+async def _history(client: ChatClient, group: str, line: str, screen: Screen) -> bool:
+    """Runs `/history [N]` if the line is that command: the N notes before the earliest on screen."""
+    command, *args = line.split() or [""]
+    if command != HISTORY_COMMAND:
+        return False
+    if not args:
+        count = HISTORY_DEFAULT
+    elif len(args) == 1 and args[0].isascii() and args[0].isdigit():
+        count = int(args[0])
+    else:
+        count = 0
+    if not 1 <= count <= HISTORY_MAX:
+        screen(f"* usage: {HISTORY_COMMAND} [N], N from 1 to {HISTORY_MAX} (default {HISTORY_DEFAULT})")
+        return True
+    try:
+        page = await client.history(group, before_seq=screen.earliest, limit=count)
+    except ChatError as error:
+        screen(f"* no history ({visible(str(error))})")
+        return True
+    for note in page.notes:
+        screen(format_note(note))
+    if not page.has_more:
+        screen("* no earlier notes")
+    return True
+
+
 class Interrupted(Exception):
     """Ctrl-C at the prompt (prompt_toolkit reads it as a key, not as SIGINT)."""
 
@@ -196,8 +211,8 @@ async def _first(*events: asyncio.Event) -> None:
 
 
 async def _receive(client: ChatClient, options: ConsoleOptions, say: Callable[[str], None]) -> None:
-    async for note in client.notes(options.group, after_seq=options.after_seq):
-        say(format_note(note))
+    async for item in client.notes(options.group, after_seq=options.after_seq):
+        say(format_note(item) if isinstance(item, Note) else format_gap(item))
 
 
 class Leave(Exception):
@@ -205,7 +220,7 @@ class Leave(Exception):
 
 
 async def _enter(
-    client: ChatClient, options: ConsoleOptions, line: str, say: Callable[[str], None], *, editing: bool
+    client: ChatClient, options: ConsoleOptions, line: str, say: Screen, *, editing: bool
 ) -> str:
     """Acts on one typed line: a command of the console's, else a note to send.
 
@@ -215,7 +230,8 @@ async def _enter(
     if not stripped:
         return ""
     if stripped.startswith("/") and not stripped.startswith("//"):
-        _command(stripped.split()[0], say)
+        if not await _history(client, options.group, stripped, say):
+            _command(stripped.split()[0], say)
         return ""
     text = line.replace("/", "", 1) if stripped.startswith("//") else line  # "//x" sends "/x"
     try:
@@ -240,7 +256,7 @@ def _command(name: str, say: Callable[[str], None]) -> None:
     say(f"* unknown command {visible(name)}, not sent: {HELP_COMMAND} lists the commands")
 
 
-async def _type_lines(client: ChatClient, options: ConsoleOptions, say: Callable[[str], None]) -> None:
+async def _type_lines(client: ChatClient, options: ConsoleOptions, say: Screen) -> None:
     """Sends each stdin line; at end of input keeps listening (detached processes have none)."""
     lines: asyncio.Queue[str | None] = asyncio.Queue()
     loop = asyncio.get_running_loop()
@@ -260,9 +276,7 @@ async def _type_lines(client: ChatClient, options: ConsoleOptions, say: Callable
     await asyncio.Event().wait()
 
 
-async def _type_interactively(
-    client: ChatClient, options: ConsoleOptions, say: Callable[[str], None]
-) -> None:
+async def _type_interactively(client: ChatClient, options: ConsoleOptions, say: Screen) -> None:
     from prompt_toolkit import PromptSession
     from prompt_toolkit.patch_stdout import patch_stdout
 

@@ -30,6 +30,29 @@ EventKind = Literal["subscribed", "lost", "attempt_failed"]
 
 
 @dataclass(frozen=True, slots=True)
+class Gap:
+    """Notes first_seq..last_seq were deleted before this member read them (retention).
+
+    The notes stream hands it over in their place, once, so that an application
+    can say what was lost instead of skipping it silently."""
+
+    first_seq: int
+    last_seq: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class NotePage:
+    """A page of history: notes in seq order, ending just below the seq asked for."""
+
+    notes: tuple[Note, ...]
+    first_seq: int
+    """The oldest note the group still keeps (head + 1 when it keeps none)."""
+    has_more: bool
+    """Whether older notes are kept below this page."""
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionEvent:
     """Reported to the application as a subscription connects or loses its server.
 

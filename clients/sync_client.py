@@ -5,8 +5,11 @@ the classic loop reads naturally::
 
     with SyncChatClient("localhost:50051", token) as client:
         client.send("team", "hello")
-        for note in client.listen_messages("team"):
-            print(note.sender, note.text)
+        for item in client.listen_messages("team"):
+            if isinstance(item, Note):
+                print(item.sender, item.text)
+            else:  # a Gap: notes deleted before they were read
+                print(f"notes {item.first_seq}-{item.last_seq} were deleted")
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ import threading
 from collections.abc import AsyncIterator, Coroutine, Generator, Sequence
 from typing import Any, TypeVar
 
-from clients.chat_client import ChatClient
-from clients.model import Note
+from clients.chat_client import HISTORY_PAGE, ChatClient
+from clients.model import Gap, Note, NotePage
 
 T = TypeVar("T")
 
@@ -41,8 +44,11 @@ class SyncChatClient:
     def send(self, group: str, text: str, *, client_msg_id: str | None = None) -> Note:
         return self._run(self._client.send(group, text, client_msg_id=client_msg_id))
 
-    def listen_messages(self, group: str) -> Generator[Note, None, None]:
-        """Blocks for each next note; a note is acknowledged when the loop asks for the next."""
+    def history(self, group: str, before_seq: int = 0, limit: int = HISTORY_PAGE) -> NotePage:
+        return self._run(self._client.history(group, before_seq, limit))
+
+    def listen_messages(self, group: str) -> Generator[Note | Gap, None, None]:
+        """Blocks for each next note (or gap); it is acknowledged when the loop asks for the next."""
         notes = self._client.notes(group)
         try:
             while True:
@@ -65,5 +71,5 @@ async def _make_client(servers: str | Sequence[str], token: str, options: dict[s
     return ChatClient(servers, token, **options)
 
 
-async def _next(notes: AsyncIterator[Note]) -> Note:
+async def _next(notes: AsyncIterator[Note | Gap]) -> Note | Gap:
     return await anext(notes)

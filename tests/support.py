@@ -25,7 +25,7 @@ import grpc
 
 from admin_cli.processes import Watched
 from chatroom.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc, metadata
-from clients.console import NOTE_LINE
+from clients.lines import NOTE_LINE
 from services.config import config_from_options
 from services.server import ChatServer
 

@@ -11,6 +11,8 @@ Modules, in the order a cluster comes up:
 - control.py: the control plane, chatroom.cluster.v1.ClusterService on supervisor.sock;
   remote.py: chatctl's blocking client of it (`Supervisor`); cli.py: the commands.
 - logs.py, events.py: the merged log and the events file; delivery.py: Admin API calls.
+- verify.py: whether every client showed each note of its group once, in order, none missing;
+  chaos.py: seeded kills of replicas and clients under load, then verify.
 
 For commands built on a running cluster (verify, chaos), `remote.Supervisor(name, ClusterHome.of(name))`
 gives, through `status()` (GetStatus): every process with name, kind, state, pid, restarts,

@@ -21,6 +21,7 @@ from admin_cli.output import fail, info, out, print_json
 from admin_cli.settings import Json
 
 if TYPE_CHECKING:  # the control plane's modules load only for the commands that use them
+    from admin_cli.cluster.chaos import ChaosResult
     from admin_cli.cluster.remote import Supervisor
     from chatroom.cluster.v1 import cluster_pb2
 
@@ -323,6 +324,98 @@ def rollout_restart(file: ClusterFile = DEFAULT_PATH, as_json: Json = False) -> 
                 )
     if as_json:
         print_json({"cluster": config.name, "steps": steps})
+
+
+QuietTimeout = Annotated[
+    float,
+    typer.Option(
+        "--timeout", min=0, help="Seconds to wait for quiet (no one sending, nothing unread) before checking."
+    ),
+]
+
+
+@app.command("verify", epilog="Examples: chatctl cluster verify\n\nchatctl cluster verify --json")
+def verify_command(
+    file: ClusterFile = DEFAULT_PATH, as_json: Json = False, timeout: QuietTimeout = 60.0
+) -> None:
+    """Check every client showed each note of its group once, in order, none missing; exit 0 only if so.
+
+    Waits first until no one sends and every member has nothing unread."""
+    from admin_cli.cluster import verify as checking
+    from admin_cli.output import note
+
+    config = cluster_config(file)
+    with _running(config) as supervisor:
+        access, clients = checking.of_cluster(supervisor.status())
+    if not checking.wait_for_quiet(access, clients, timeout):
+        note(f"not quiet after {timeout:.0f} s (still sending, or unread notes): checking as it is")
+    if not checking.print_reports(checking.verify(access, clients), as_json):
+        raise typer.Exit(1)
+
+
+@app.command(
+    epilog="Examples: chatctl cluster chaos\n\nchatctl cluster chaos --duration 60 --seed 7 --kill-clients 10"
+)
+def chaos(
+    file: ClusterFile = DEFAULT_PATH,
+    duration: Annotated[float, typer.Option(min=1, help="Seconds of load and kills.")] = 30.0,
+    seed: Annotated[int | None, typer.Option(help="Seed of the kills' times and victims (printed).")] = None,
+    kill_servers: Annotated[int, typer.Option(min=0, help="Replicas to kill with SIGKILL.")] = 2,
+    kill_clients: Annotated[int, typer.Option(min=0, help="Clients to kill with SIGKILL.")] = 5,
+    senders: Annotated[int, typer.Option(min=1, help="Members sending at once, over the replicas.")] = 3,
+    timeout: QuietTimeout = 120.0,
+    as_json: Json = False,
+) -> None:
+    """Send through the cluster while replicas and clients are killed, then verify; exit 0 only if whole.
+
+    A replica is killed only while another is SERVING; the supervisor restarts what was killed."""
+    import random
+
+    from admin_cli.cluster import chaos as chaotic
+
+    config = cluster_config(file)
+    if kill_servers and config.server.replicas < 2:
+        fail(f"--kill-servers needs two replicas or more, and {config.path} has {config.server.replicas}")
+    if not config.groups:
+        fail(f"{config.path} has no [[group]] to send to")
+    chosen = random.SystemRandom().randrange(2**31) if seed is None else seed
+    with _running(config) as supervisor:
+        if not as_json:
+            info(f"chaos on {config.name} for {duration:g} s, seed {chosen}: sending, then killing")
+        result = chaotic.run(
+            config,
+            supervisor,
+            duration_s=duration,
+            seed=chosen,
+            server_kills=kill_servers,
+            client_kills=kill_clients,
+            senders=senders,
+            quiet_timeout_s=timeout,
+        )
+    if as_json:
+        print_json(result.as_json())
+    else:
+        _print_chaos(result)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _print_chaos(result: ChaosResult) -> None:
+    from admin_cli.output import err
+
+    for kill in result.kills:
+        info(f"{kill.at_s:6.1f} s  killed {kill.name} (pid {kill.pid})")
+    summary = result.as_json()
+    info(
+        f"sent {summary['sent']} notes; killed {summary['server_kills']} replicas and"
+        f" {summary['client_kills']} clients; {summary['restarts']} restarts"
+    )
+    pause = f" ({result.longest_pause})" if result.longest_pause else ""
+    info(f"longest pause after a kill: {result.longest_pause_s:.2f} s{pause}")
+    info(f"lost {result.lost}, duplicated {result.duplicated}")
+    for problem in result.problems():
+        err.print(problem, markup=False)
+    info(f"whole: every client (seed {result.seed})" if result.ok else f"NOT WHOLE (seed {result.seed})")
 
 
 @app.command(epilog="Examples: chatctl cluster events -f\n\nchatctl cluster events --json")

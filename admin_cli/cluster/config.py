@@ -260,9 +260,14 @@ class _Reader:
         )
 
     def check_references(self, groups: tuple[Group, ...], clients: tuple[Client, ...]) -> None:
+        first: dict[str, int] = {}
+        for i, group in enumerate(groups):
+            if group.name in first:
+                raise self.fail(
+                    f"group[{i}].name", f"{group.name!r} is the name of group[{first[group.name]}] too"
+                )
+            first[group.name] = i
         members = {group.name: set(group.members) for group in groups}
-        if len(members) != len(groups):
-            raise self.fail("group", "two groups have the same name")
         seen: set[str] = set()
         for i, client in enumerate(clients):
             if client.group not in members:

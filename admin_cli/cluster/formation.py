@@ -23,7 +23,7 @@ from admin_cli.cluster.kinds import ClientSession, ServerReplica, StorageProcess
 from admin_cli.cluster.logs import matches
 from admin_cli.cluster.supervised import Outputs, State, Supervised
 from admin_cli.postgres import EmbeddedPostgres
-from clients.console import last_shown
+from clients.lines import last_shown
 from services.state_dir import ensure_admin_token
 
 SETUP_RETRY_S = 0.5
@@ -229,10 +229,11 @@ class Formation:
         client = self.config.client(member)
         assert client is not None
         wanted = client.process_names(sessions)
+        alone = len(wanted) == 1 and not any(each.member == member for each in self.clients.values())
         for name in wanted:
             if name not in self.clients:
                 log = self.home.log(name, "client")
-                self.clients[name] = ClientSession(name, client, log, self.outputs, self, self._spread)
+                self.clients[name] = ClientSession(name, client, log, self.outputs, self, self._spread, alone)
                 self.clients[name].start()
                 self._spread += 1
         surplus = [

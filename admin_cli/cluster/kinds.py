@@ -24,9 +24,10 @@ from admin_cli.client_cmd import client_command
 from admin_cli.cluster.config import Client
 from admin_cli.cluster.delivery import ClusterAdmin
 from admin_cli.cluster.supervised import Kind, Launch, Outputs, State, Supervised
+from admin_cli.cluster.verify import record_first_cursor
 from admin_cli.postgres import READY_LINE, EmbeddedPostgres
 from admin_cli.restarts import RestartPolicy
-from clients.console import SUBSCRIBED_PREFIX
+from clients.lines import SUBSCRIBED_PREFIX
 
 HEALTH_POLL_S = 0.2
 HEALTH_WATCH_S = 1.0
@@ -165,11 +166,20 @@ class ClientSession(Supervised):
     kind = Kind.CLIENT
 
     def __init__(
-        self, name: str, client: Client, log: Path, outputs: Outputs, formation: Formation, spread: int
+        self,
+        name: str,
+        client: Client,
+        log: Path,
+        outputs: Outputs,
+        formation: Formation,
+        spread: int,
+        alone: bool,
     ) -> None:
         super().__init__(name, log, client.restart, outputs)
         self.spread = spread
         """Which replica it tries first: clients are spread over the replicas, each with all as fallbacks."""
+        self.alone = alone
+        """The member's only session: no other session's acks move the cursor before this one subscribes."""
         self.member = client.member
         self.group = client.group
         self.formation = formation
@@ -192,6 +202,21 @@ class ClientSession(Supervised):
         await self.formation.groups_ready.wait()
         while not self.formation.serving_addresses():
             await asyncio.sleep(GATE_POLL_S)
+        if self.alone:
+            await self._record_first_cursor()
+
+    async def _record_first_cursor(self) -> None:
+        """Before the first start ever, the member's cursor heads the log, so that verify sees
+        exactly where its notes begin (and a loss of the very first ones)."""
+        if self.log.exists() and self.log.stat().st_size:
+            return
+        try:
+            delivery = await self.formation.admin.unread(self.group)
+        except Exception:  # noqa: BLE001 (no replica answers: verify starts from the first note shown)
+            return
+        cursors = {member.member: member.last_acked_seq for member in delivery.members}
+        if self.member in cursors:
+            await asyncio.to_thread(record_first_cursor, self.log, cursors[self.member])
 
     def on_output(self, line: str) -> None:
         if match := SUBSCRIBED_ON.match(line):

@@ -69,10 +69,16 @@ class Supervisor:
         response: cluster_pb2.RestartResponse = self._call(self._stub.Restart, request, timeout_s=120)
         return list(response.processes)
 
-    def kill(self, name: str, signum: int = 0) -> int:
-        response: cluster_pb2.KillResponse = self._call(
-            self._stub.Kill, cluster_pb2.KillRequest(name=name, signal=signum)
-        )
+    def kill_running(self, name: str) -> int:
+        """SIGKILL if the process runs now; 0 if it does not (it ended between a look and the kill)."""
+        try:
+            response: cluster_pb2.KillResponse = self._stub.Kill(
+                cluster_pb2.KillRequest(name=name), timeout=CALL_TIMEOUT_S
+            )
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                return 0
+            fail(self._explain(error))
         return int(response.pid)
 
     def rollout_restart(self) -> Iterator[cluster_pb2.RolloutRestartResponse]:

@@ -11,7 +11,8 @@ and its member has nothing unread.
 
 Where a client starts: the cursor at its first subscribe is known only before
 it subscribes, so whoever starts a client for the first time writes the
-member's cursor as the first line of its log (`record_first_cursor`). The
+member's cursor as the first line of its log (`record_first_cursor`; the
+cluster's supervisor does, for a member's only session). The
 cursor moves only by the acks of the member's own sessions, so for a member
 with one client it is exactly where the stream began. A log without that line
 is checked from its lowest note: a loss before the first note a client ever
@@ -29,6 +30,7 @@ are read after them.
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,17 +38,23 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from admin_cli.admin_api import AdminApi, explained_errors, health_status
+import grpc
+
+from admin_cli.admin_api import AdminApi, explain_status, explained_errors, health_status
 from admin_cli.output import err, fail, info, out, print_json, table
-from chatroom.v1 import chat_pb2, chat_pb2_grpc
+from chatroom.cluster.v1 import cluster_pb2
+from chatroom.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc
 from clients.channel import ClientTls, blocking_channel
-from clients.console import NOTE_LINE, format_note
+from clients.lines import NOTE_LINE, format_note
 from clients.model import Note
 from services.state_dir import read_secret
 
 FIRST_START = re.compile(r"^\* first start after #(?P<cursor>\d+) ")
 HISTORY_PAGE = 500
 CALL_TIMEOUT_S = 10.0
+QUIET_POLL_S = 0.25
+QUIET_SETTLE_S = 1.0
+"""Quiet: heads, unread counts and client logs unchanged for this long, and nothing unread."""
 
 
 class StartRule(StrEnum):
@@ -296,14 +304,86 @@ def record_first_start(access: ServerAccess, client: ClientLog) -> None:
         record_first_cursor(client.logs[-1], members[client.member])
 
 
+def of_cluster(status: cluster_pb2.GetStatusResponse) -> tuple[ServerAccess, list[ClientLog]]:
+    """What verify needs of a running cluster, from its supervisor's GetStatus."""
+    admin_token = read_secret(Path(status.admin_token_path))
+    if admin_token is None:
+        fail(f"no admin token at {status.admin_token_path}: is the cluster up?")
+    access = ServerAccess(status.servers.split(","), admin_token, Path(status.home))
+    clients = [
+        ClientLog(p.name, p.member, p.group, [Path(p.log_path)])
+        for p in status.processes
+        if p.kind == "client"
+    ]
+    return access, clients
+
+
+def _quiet_snapshot(access: ServerAccess, clients: Sequence[ClientLog]) -> tuple[object, bool] | None:
+    """(what may still change, whether nothing is unread), or None while no replica answers."""
+    server = access.serving()
+    deliveries: dict[str, tuple[int, dict[str, int]]] = {}
+    with blocking_channel(server, access.tls) as channel:
+        stub = admin_pb2_grpc.AdminServiceStub(channel)
+        for group in sorted({client.group for client in clients}):
+            try:
+                delivery = stub.ListUnread(
+                    admin_pb2.ListUnreadRequest(group=group),
+                    metadata=_bearer(access.admin_token),
+                    timeout=CALL_TIMEOUT_S,
+                )
+            except grpc.RpcError as error:
+                if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    return None  # a replica going down or coming up: ask again
+                fail(explain_status(error.code(), error.details() or "", server))
+            deliveries[group] = (delivery.head_seq, {m.member: m.unread_count for m in delivery.members})
+    sizes = tuple(sum(_size(path) for path in client.logs) for client in clients)
+    settled = all(deliveries[c.group][1].get(c.member) == 0 for c in clients)
+    return (deliveries, sizes), settled
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def wait_for_quiet(access: ServerAccess, clients: Sequence[ClientLog], timeout_s: float) -> bool:
+    """Waits until no one sends and every client has shown all: False if that took longer than timeout_s.
+
+    Unread 0 alone is not enough: a second session of a member may still be
+    printing what the first acked, so the logs must also stop growing."""
+    deadline = time.monotonic() + timeout_s
+    last: object = None
+    since = time.monotonic()
+    while True:
+        snapshot = _quiet_snapshot(access, clients)
+        now = time.monotonic()
+        if snapshot is None or snapshot[0] != last:
+            last, since = (None if snapshot is None else snapshot[0]), now
+        elif snapshot[1] and now - since >= QUIET_SETTLE_S:
+            return True
+        if now > deadline:
+            return False
+        time.sleep(QUIET_POLL_S)
+
+
 def _bearer(token: str) -> tuple[tuple[str, str]]:
     return (("authorization", f"Bearer {token}"),)
 
 
-def verify(access: ServerAccess, clients: Sequence[ClientLog]) -> list[ClientReport]:
-    """Checks every client: heads and histories first, then the logs, then unread counts."""
+def fetch_histories(access: ServerAccess, readers: Mapping[str, str]) -> dict[str, GroupHistory]:
+    """Each group's history, read as the member that readers names for it."""
+    return {group: fetch_history(access, group, member) for group, member in readers.items()}
+
+
+def verify(
+    access: ServerAccess, clients: Sequence[ClientLog], histories: Mapping[str, GroupHistory] | None = None
+) -> list[ClientReport]:
+    """Checks every client: heads and histories first (unless given), then the logs, then unread counts."""
     readers = {client.group: client.member for client in clients}
-    histories = {group: fetch_history(access, group, member) for group, member in readers.items()}
+    if histories is None:
+        histories = fetch_histories(access, readers)
     lines = {client.name: log_lines(client.logs) for client in clients}
     unread = {group: fetch_unread(access, group) for group in readers}
     return [
@@ -363,7 +443,7 @@ def print_reports(reports: Sequence[ClientReport], as_json: bool) -> bool:
             r.member,
             r.group,
             r.head_seq,
-            f"#{r.from_seq} ({r.start.value})",
+            f"#{r.from_seq}" + ("" if r.start is StartRule.first_cursor else "*"),
             r.shown,
             len(r.missing),
             len(r.duplicated),
@@ -373,6 +453,8 @@ def print_reports(reports: Sequence[ClientReport], as_json: bool) -> bool:
         for r in reports
     ]
     out.print(table(None, columns, rows))
+    if any(r.start is not StartRule.first_cursor for r in reports):
+        info("* from the first note its log shows (no cursor recorded at its first start)")
     for report in reports:
         if not report.ok:
             err.print(f"{report.name}: " + "; ".join(problems(report)), markup=False)

@@ -6,8 +6,10 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from clients.console import NOTE_LINE
+from clients.lines import NOTE_LINE
 from tests.support import TIMEOUT_S
 
 CHATCTL = str(Path(sys.executable).parent / "chatctl")
@@ -102,9 +104,15 @@ def team(chatctl: Chatctl) -> Chatctl:
 
 
 class Terminal:
+    """A real terminal (tmux) running one command.
+
+    The command's exit status is written by a shell around it rather than read
+    from tmux, which now and then leaves an exited command unreaped for good."""
+
     def __init__(self, env: dict[str, str]) -> None:
         self.socket = f"chatroom-{uuid.uuid4().hex[:8]}"
         self.env = env
+        self._status = Path(tempfile.mkdtemp(prefix="chatroom-terminal-")) / "status"
 
     def tmux(self, *args: str) -> str:
         return subprocess.run(
@@ -112,7 +120,11 @@ class Terminal:
         ).stdout
 
     def start(self, command: str) -> None:
-        """Runs command in a new terminal that stays open after it exits, to read its status."""
+        """Runs command in a new terminal that stays open after it exits."""
+        status = shlex.quote(str(self._status))
+        # The shell outlives a Ctrl-C meant for the command (a trap, unlike an ignored signal, is
+        # not inherited), then writes the command's status in one rename.
+        wrapped = f"trap true INT; {command}; echo $? > {status}.new && mv {status}.new {status}"
         self.tmux(
             "-f",
             "/dev/null",
@@ -131,7 +143,7 @@ class Terminal:
             "100",
             "-y",
             "15",
-            command,
+            f"sh -c {shlex.quote(wrapped)}",
         )
 
     def title(self) -> str:
@@ -139,10 +151,10 @@ class Terminal:
 
     def exit_status(self) -> int | None:
         """The command's exit status once it has exited, else None."""
-        dead, *status = self.tmux(
-            "display-message", "-p", "-t", "console", "#{pane_dead} #{pane_dead_status}"
-        ).split()
-        return int(status[0]) if dead == "1" and status else None
+        try:
+            return int(self._status.read_text())
+        except FileNotFoundError:
+            return None
 
     def wait_for_exit(self) -> int:
         deadline = time.monotonic() + TIMEOUT_S
@@ -173,6 +185,7 @@ class Terminal:
 
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], env=self.env, capture_output=True)
+        shutil.rmtree(self._status.parent, ignore_errors=True)
 
 
 @pytest.fixture

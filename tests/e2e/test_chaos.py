@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from clients import Backoff, ChatClient
-from clients.console import NOTE_LINE
+from clients.lines import NOTE_LINE
 from tests.e2e.conftest import Chatctl
 from tests.support import ServerProcess, wait_until
 

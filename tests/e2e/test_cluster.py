@@ -19,7 +19,7 @@ from typing import Any
 import psutil
 import pytest
 
-from clients.console import NOTE_LINE
+from clients.lines import NOTE_LINE
 from tests.e2e.conftest import Chatctl
 from tests.support import TIMEOUT_S
 

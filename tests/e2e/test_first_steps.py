@@ -158,7 +158,7 @@ def test_console_commands_are_its_own_and_never_sent(team: Chatctl) -> None:
     alice = Console("alice", "team", team.env["CHATROOM_SERVER"], token_file, team.env).subscribed()
     try:
         alice.write_line("/help")
-        alice.expect(r"^\* commands: /help list these commands; /quit leave the console$")
+        alice.expect(r"^\* commands: /help list these commands; /history \[N\] .*; /quit leave the console$")
         alice.write_line("/histroy 5")
         alice.expect(r"^\* unknown command /histroy, not sent: /help lists the commands$")
         alice.write_line("//shrug")

@@ -13,7 +13,7 @@ import pytest
 
 from admin_cli import processes
 from chatroom.v1 import chat_pb2, chat_pb2_grpc
-from clients import ChatClient
+from clients import ChatClient, Note
 from tests.support import ServerProcess, bearer
 
 NOTES = 30_000
@@ -60,6 +60,7 @@ def _stall_one_reader(fresh_server: ServerProcess) -> None:
                 async def read_all() -> list[int]:
                     seqs = []
                     async for note in chad.notes("team"):
+                        assert isinstance(note, Note)  # no retention: no gap
                         seqs.append(note.seq)
                         if len(seqs) == NOTES:
                             received_at.append(time.monotonic())

@@ -12,7 +12,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from chatroom.v1 import admin_pb2, admin_pb2_grpc
-from clients import ChatClient, ChatError, ClientTls
+from clients import ChatClient, ChatError, ClientTls, Note
 from tests.certificates import Pki, make_pki
 from tests.e2e.conftest import Chatctl
 from tests.support import TIMEOUT_S, ServerProcess, bearer
@@ -94,6 +94,7 @@ def test_chat_works_over_tls_with_the_client_library(tls: ServerProcess, pki: Pk
         ):
             await alice.send("team", "over TLS")
             async for note in bob.notes("team"):
+                assert isinstance(note, Note)
                 return note.text
         raise AssertionError("no note")
 

@@ -19,7 +19,7 @@ from admin_cli.cluster.verify import (
     record_first_cursor,
     seq_ranges,
 )
-from clients.console import format_note
+from clients.lines import format_note
 from clients.model import Note
 
 BOB = ClientLog("bob", "bob", "team", [])

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clients.console import NOTE_LINE, format_note
 from clients.display import visible
+from clients.lines import NOTE_LINE, format_note
 from clients.model import Note
 
 

@@ -1,5 +1,5 @@
 """The layers hold: the delivery core runs without gRPC, metrics or a database
-driver.
+driver, and chatctl's help without the server or the transport.
 
 Each check runs in a fresh interpreter, since this one has long imported all."""
 
@@ -41,3 +41,18 @@ def test_the_core_imports_no_grpc_metrics_or_driver() -> None:
 def test_a_store_without_postgres_loads_no_driver(engine: str) -> None:
     loaded = modules_loaded_by(f"import services.storage.{engine}")
     assert "asyncpg" not in top_level(loaded)
+
+
+def test_chatctl_help_loads_no_transport_or_server() -> None:
+    """--help and argument errors must be instant: gRPC loads when a command talks to a server."""
+    help_run = (
+        "from admin_cli.main import app\n"
+        "try:\n"
+        "    app(['--help'], prog_name='chatctl')\n"
+        "except SystemExit:\n"
+        "    pass"
+    )
+    loaded = modules_loaded_by(help_run)
+    heavy = top_level(loaded) & {*EDGE_LIBRARIES, "google", "prompt_toolkit", "chatroom"}
+    assert not heavy, sorted(heavy)
+    assert "services.server" not in loaded

@@ -1,0 +1,64 @@
+"""chatctl history: a page of a group's kept notes, as a member reads them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from admin_cli.output import fail, info, note, print_json
+from admin_cli.settings import DEFAULT_SERVER, Json, Server, client_tls, member_token
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+RETRY_S = 3.0
+"""As chatctl send: how long an unreachable server is retried."""
+
+
+def history(
+    group: Annotated[str, typer.Argument(help="Group to read.")],
+    member: Annotated[
+        str, typer.Option("--as", help="Member who reads (its token is in the state directory).")
+    ],
+    before: Annotated[
+        int, typer.Option("--before", min=0, help="Notes below this seq (0: up to the newest).")
+    ] = 0,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=MAX_LIMIT, help="Notes at most.")
+    ] = DEFAULT_LIMIT,
+    server: Server = DEFAULT_SERVER,
+    as_json: Json = False,
+) -> None:
+    """Show the notes of a group just below --before, oldest first.
+
+    Example: chatctl history team --as alice --limit 20
+    """
+    import asyncio
+
+    from admin_cli.admin_api import explain_status
+    from clients import ChatClient, ChatError, NotePage
+    from clients.lines import format_note
+
+    token = member_token(member)
+
+    async def read() -> NotePage:
+        async with ChatClient(server, token, send_retry_s=RETRY_S, tls=client_tls()) as client:
+            return await client.history(group, before_seq=before, limit=limit)
+
+    try:
+        page = asyncio.run(read())
+    except ChatError as error:
+        fail(explain_status(error.code, error.details, server))
+    if as_json:
+        notes = [
+            {"seq": n.seq, "sender": n.sender, "text": n.text, "sent_at": n.sent_at.isoformat()}
+            for n in page.notes
+        ]
+        print_json({"group": group, "first_seq": page.first_seq, "has_more": page.has_more, "notes": notes})
+        return
+    for shown in page.notes:
+        info(format_note(shown))
+    if not page.notes:
+        note(f"no notes of {group} kept below seq {before}" if before else f"no notes kept in {group}")
+    elif page.has_more:
+        note(f"older notes are kept: chatctl history {group} --as {member} --before {page.notes[0].seq}")
