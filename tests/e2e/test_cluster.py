@@ -175,6 +175,8 @@ def test_rollout_restart_under_steady_sending_loses_and_repeats_nothing(cluster:
         shown = cluster.shown(reader)
         assert shown == sorted(set(shown)), f"{reader} showed a note twice or out of order"
         assert set(sent) <= set(shown), f"{reader} missed {sorted(set(sent) - set(shown))}"
+    verified = cluster.run("cluster verify --json", timeout_s=CLUSTER_TIMEOUT_S).json()
+    assert verified["ok"], verified
 
 
 _STEADY_SENDER = """
