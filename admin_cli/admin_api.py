@@ -1,20 +1,48 @@
-"""A blocking AdminService client whose failures are one line for a person."""
+"""The calls chatctl makes to a server (admin, health, and one call as a member), whose
+failures are one line for a person."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from admin_cli.output import CallFailed, fail
-from admin_cli.settings import admin_token, admin_token_source, client_tls, member_token_path, tls_flags
+from admin_cli.settings import (
+    admin_token,
+    admin_token_source,
+    client_tls,
+    member_token,
+    member_token_path,
+    tls_flags,
+)
 from chatroom.v1 import admin_pb2, admin_pb2_grpc
 from clients.channel import ClientTls, blocking_channel, is_connection_failure
+from clients.chat_client import ChatClient
+from clients.model import ChatError
 
 CALL_TIMEOUT_S = 10.0
+MEMBER_RETRY_S = 3.0
+"""How long a member call retries a server that does not answer."""
+T = TypeVar("T")
+
+
+def member_call(server: str, member: str, call: Callable[[ChatClient], Awaitable[T]]) -> T:
+    """One call with the member's saved token; a refusal is one line that speaks of that token."""
+    token = member_token(member)
+
+    async def run() -> T:
+        async with ChatClient(server, token, send_retry_s=MEMBER_RETRY_S, tls=client_tls()) as client:
+            return await call(client)
+
+    try:
+        return asyncio.run(run())
+    except ChatError as error:
+        fail(explain_status(error.code, error.details, server, member=member))
 
 
 @contextmanager

@@ -6,13 +6,11 @@ from typing import Annotated
 
 import typer
 
-from admin_cli.output import fail, info, note, print_json
-from admin_cli.settings import DEFAULT_SERVER, Json, Server, client_tls, member_token
+from admin_cli.output import info, note, print_json
+from admin_cli.settings import DEFAULT_SERVER, Json, Server
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
-RETRY_S = 3.0
-"""As chatctl send: how long an unreachable server is retried."""
 
 
 def history(
@@ -33,22 +31,10 @@ def history(
 
     Example: chatctl history team --as alice --limit 20
     """
-    import asyncio
-
-    from admin_cli.admin_api import explain_status
-    from clients import ChatClient, ChatError, NotePage
+    from admin_cli.admin_api import member_call
     from clients.lines import format_note
 
-    token = member_token(member)
-
-    async def read() -> NotePage:
-        async with ChatClient(server, token, send_retry_s=RETRY_S, tls=client_tls()) as client:
-            return await client.history(group, before_seq=before, limit=limit)
-
-    try:
-        page = asyncio.run(read())
-    except ChatError as error:
-        fail(explain_status(error.code, error.details, server))
+    page = member_call(server, member, lambda client: client.history(group, before_seq=before, limit=limit))
     if as_json:
         notes = [
             {"seq": n.seq, "sender": n.sender, "text": n.text, "sent_at": n.sent_at.isoformat()}

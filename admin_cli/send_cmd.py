@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from admin_cli.output import fail, info, print_json
-from admin_cli.settings import DEFAULT_SERVER, Json, Server, client_tls, member_token
-
-if TYPE_CHECKING:
-    from clients.model import Note
-
-SEND_RETRY_S = 3.0
+from admin_cli.output import info, print_json
+from admin_cli.settings import DEFAULT_SERVER, Json, Server
 
 
 def send(
@@ -28,21 +23,9 @@ def send(
 
     Example: chatctl send --as alice --group team "hello"
     """
-    import asyncio
+    from admin_cli.admin_api import member_call
 
-    from admin_cli.admin_api import explain_status
-    from clients import ChatClient, ChatError
-
-    token = member_token(sender)
-
-    async def deliver() -> Note:
-        async with ChatClient(server, token, send_retry_s=SEND_RETRY_S, tls=client_tls()) as client:
-            return await client.send(group, text)
-
-    try:
-        sent = asyncio.run(deliver())
-    except ChatError as error:
-        fail(explain_status(error.code, error.details, server, member=sender))
+    sent = member_call(server, sender, lambda client: client.send(group, text))
     if as_json:
         print_json({"group": sent.group, "seq": sent.seq, "sender": sent.sender, "text": sent.text})
     else:

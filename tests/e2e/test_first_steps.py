@@ -29,6 +29,7 @@ def test_a_refused_member_token_says_where_it_came_from_and_how_to_get_a_new_one
     token_file.write_text(stale)
     for command in (
         "send --as alice --group team hello",
+        "history team --as alice",
         "client start alice --group team",
         "client start alice --group team --detach",
     ):
