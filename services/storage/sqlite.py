@@ -8,12 +8,10 @@ which WAL lets run beside the writer on a consistent snapshot.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import sqlite3
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -22,6 +20,7 @@ from services.core.store import Trimmed
 from services.storage.migrations import SchemaTooNew, migrations
 from services.storage.sql import Query, Txn
 from services.storage.sql_store import SqlStore
+from services.storage.threads import Threads
 
 T = TypeVar("T")
 
@@ -38,21 +37,21 @@ class SqliteStore(SqlStore):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-write")
-        self._readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="sqlite-read")
+        self._writer = Threads(1, "sqlite-write")
+        self._readers = Threads(READER_THREADS, "sqlite-read")
 
     def __repr__(self) -> str:
         return f"sqlite:{self.path}"
 
     async def open(self) -> None:
         try:
-            await asyncio.get_running_loop().run_in_executor(self._writer, self._migrate)
+            await self._writer.run(self._migrate)
         except (OSError, sqlite3.Error) as error:
             raise Unavailable(f"cannot open the database {self.path}: {error}") from error
 
     async def close(self) -> None:
-        self._writer.shutdown(wait=True)
-        self._readers.shutdown(wait=True)
+        self._writer.close()
+        self._readers.close()
         with self._connections_lock:
             for connection in self._connections:
                 connection.close()
@@ -63,18 +62,16 @@ class SqliteStore(SqlStore):
     ) -> Trimmed | None:
         trimmed = await super().trim(group, keep_notes, older_than_us, hard)
         if trimmed is not None and trimmed.deleted:
-            await asyncio.get_running_loop().run_in_executor(self._writer, self._vacuum)
+            await self._writer.run(self._vacuum)
         return trimmed
 
     # -- running transactions ---------------------------------------------
 
     async def _write(self, transaction: Txn[T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, self._run, "BEGIN IMMEDIATE", transaction)
+        return await self._writer.run(self._run, "BEGIN IMMEDIATE", transaction)
 
     async def _read(self, transaction: Txn[T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, self._run, "BEGIN", transaction)
+        return await self._readers.run(self._run, "BEGIN", transaction)
 
     def _run(self, begin: str, transaction: Txn[T]) -> T:
         connection = self._connection()

@@ -26,7 +26,7 @@ from services.core.model import (
     now_us,
 )
 from services.core.store import Appended, AppendResult, GroupChange, Rejected, Trimmed
-from services.storage.sql import Row, Txn, chunks, count, many, placeholders, rows
+from services.storage.sql import Query, Row, Txn, chunks, count, many, placeholders, rows
 
 MEMBERS_PER_STATEMENT = 500
 TRIM_BATCH_NOTES = 1000
@@ -200,55 +200,86 @@ def group_access(group: str) -> Txn[tuple[int, dict[str, bytes]] | None]:
 
 
 def append_notes(batch: Sequence[NewNote]) -> Txn[list[AppendResult]]:
-    """Heads are read once per group and written back once; a retried client_msg_id
-    is found by the unique index refusing the insert. Each send is checked against
-    the sender's token as stored now, so that a token replaced meanwhile stores nothing."""
-    results: list[AppendResult] = []
-    refusals: dict[tuple[str, str, bytes], Rejected | None] = {}
-    heads: dict[str, int] = {}
-    for new in batch:
-        key = (new.group, new.sender, new.token_hash)
-        if key not in refusals:
-            refusals[key] = yield from _refusal(new)
-        refusal = refusals[key]
-        if refusal is not None:
-            results.append(refusal)
-            continue
-        if new.group not in heads:
-            heads[new.group], _, _ = yield from _live_group(new.group)
-        seq = heads[new.group] + 1
-        inserted = yield count(
-            "INSERT INTO notes (group_name, seq, sender, text, sent_at_us, client_msg_id)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            new.group,
-            seq,
-            new.sender,
-            new.text,
-            new.sent_at_us,
-            new.client_msg_id,
-        )
-        if inserted:
-            heads[new.group] = seq
-            note = Note(new.group, seq, new.sender, new.text, new.sent_at_us, new.client_msg_id)
-            results.append(Appended(note, created=True))
-        else:
-            results.append(Appended((yield from _original(new)), created=False))
+    """A commit costs the same few statements however many notes it holds: one reads
+    every sender's token (as stored now, so that a token replaced meanwhile stores
+    nothing) and group head, one inserts every note, one moves the heads. A retried
+    client_msg_id makes the insert store fewer notes than it was given; then the
+    insert is undone and the notes are written one at a time, which finds the original."""
+    access = yield from _senders(batch)
+    refusals = [_refusal(new, access) for new in batch]
+    accepted = [new for new, refusal in zip(batch, refusals, strict=True) if refusal is None]
+    heads = {new.group: access[new.group, new.sender][1] for new in accepted}
+    stored = yield from _insert_all(accepted, heads)
+    if stored is None:
+        stored = []
+        for new in accepted:
+            stored.append((yield from _insert_one(new, heads)))
     yield many(
         "UPDATE groups SET head_seq = ? WHERE name = ?", [(head, group) for group, head in heads.items()]
     )
-    return results
+    appended = iter(stored)
+    return [next(appended) if refusal is None else refusal for refusal in refusals]
 
 
-def _refusal(new: NewNote) -> Txn[Rejected | None]:
+def _senders(batch: Sequence[NewNote]) -> Txn[dict[tuple[str, str], tuple[bytes, int]]]:
+    """(group, sender) -> (the sender's token hash, the group's head) for the members of live groups."""
+    groups = sorted({new.group for new in batch})
+    senders = sorted({new.sender for new in batch})
     found = yield rows(
-        "SELECT u.token_hash FROM memberships m JOIN members u ON u.name = m.member"
-        " WHERE m.group_name = ? AND m.member = ?",
-        new.group,
-        new.sender,
+        "SELECT m.group_name, m.member, u.token_hash, g.head_seq FROM memberships m"
+        " JOIN members u ON u.name = m.member JOIN groups g ON g.name = m.group_name"
+        f" WHERE m.group_name IN ({placeholders(len(groups))}) AND m.member IN ({placeholders(len(senders))})"
+        " AND NOT g.deleted",
+        *groups,
+        *senders,
     )
-    if not found:
+    return {(group, member): (bytes(token), int(head)) for group, member, token, head in found}
+
+
+def _refusal(new: NewNote, access: Mapping[tuple[str, str], tuple[bytes, int]]) -> Rejected | None:
+    found = access.get((new.group, new.sender))
+    if found is None:
         return Rejected("not a member")
-    return None if bytes(found[0][0]) == new.token_hash else Rejected("token replaced")
+    return None if found[0] == new.token_hash else Rejected("token replaced")
+
+
+def _insert_all(accepted: Sequence[NewNote], heads: dict[str, int]) -> Txn[list[AppendResult] | None]:
+    """Every note in one statement, numbered after heads (then moved on); None, with
+    nothing inserted and heads as they were, if any note was already stored."""
+    if not accepted:
+        return []
+    numbered = dict(heads)
+    notes: list[Note] = []
+    for new in accepted:
+        numbered[new.group] += 1
+        notes.append(_numbered(new, numbered[new.group]))
+    if (yield _insert(notes)) < len(notes):
+        yield many("DELETE FROM notes WHERE group_name = ? AND seq > ?", list(heads.items()))
+        return None
+    heads.update(numbered)
+    return [Appended(note, created=True) for note in notes]
+
+
+def _insert_one(new: NewNote, heads: dict[str, int]) -> Txn[AppendResult]:
+    note = _numbered(new, heads[new.group] + 1)
+    if not (yield _insert([note])):
+        return Appended((yield from _original(new)), created=False)
+    heads[new.group] = note.seq
+    return Appended(note, created=True)
+
+
+def _numbered(new: NewNote, seq: int) -> Note:
+    return Note(new.group, seq, new.sender, new.text, new.sent_at_us, new.client_msg_id)
+
+
+def _insert(notes: Sequence[Note]) -> Query:
+    """Inserts the notes that are not stored yet; its count is how many those were."""
+    values = [v for n in notes for v in (n.group, n.seq, n.sender, n.text, n.sent_at_us, n.client_msg_id)]
+    return count(
+        "INSERT INTO notes (group_name, seq, sender, text, sent_at_us, client_msg_id)"
+        f" VALUES {placeholders(len(notes), 6)} ON CONFLICT DO NOTHING",
+        *values,
+    )
 
 
 def _original(new: NewNote) -> Txn[Note]:

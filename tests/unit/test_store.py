@@ -85,6 +85,47 @@ def test_appends_are_gapless_idempotent_and_members_only(make_store: StoreFactor
     run(make_store, scenario)
 
 
+def test_one_commit_over_several_groups_stores_each_gaplessly_beside_a_retry_and_a_refusal(
+    make_store: StoreFactory,
+) -> None:
+    async def scenario(store: Store) -> None:
+        await store.create_group("team", ["alice", "bob"], HASHES)
+        await store.create_group("ops", ["alice", "chad"], HASHES)
+        await store.create_group("gone", ["alice"], HASHES)
+        await store.append_notes([new("team", "alice", "one", "a-1")])
+        await store.delete_group("gone")
+        results = await store.append_notes(
+            [
+                new("ops", "chad", "c1", "c-1"),
+                new("team", "bob", "b1", "b-1"),
+                new("team", "alice", "retry of one", "a-1"),
+                new("gone", "alice", "into a deleted group"),
+                new("ops", "alice", "a2", "a-2"),
+                new("team", "bob", "b2", "b-2"),
+            ]
+        )
+        assert [
+            (r.note.group, r.note.seq, r.note.text, r.created) if isinstance(r, Appended) else r
+            for r in results
+        ] == [
+            ("ops", 1, "c1", True),
+            ("team", 2, "b1", True),
+            ("team", 1, "one", False),
+            Rejected("not a member"),
+            ("ops", 2, "a2", True),
+            ("team", 3, "b2", True),
+        ]
+        assert [(n.seq, n.text) for n in await store.read_notes("team", 0, 100, 100)] == [
+            (1, "one"),
+            (2, "b1"),
+            (3, "b2"),
+        ]
+        heads = {info.group: info.head_seq for info in await store.list_groups()}
+        assert (heads["team"], heads["ops"]) == (3, 2)
+
+    run(make_store, scenario)
+
+
 def test_a_send_with_a_replaced_token_stores_nothing(make_store: StoreFactory) -> None:
     async def scenario(store: Store) -> None:
         await store.create_group("team", ["alice", "bob"], HASHES)
