@@ -282,17 +282,19 @@ async def _drain(
 class _AckSender:
     """Acks what the consumer has seen, cumulatively and sparingly: debounced.
 
-    An ack goes out once notes stop arriving for QUIET_S, at once when
-    EAGER_ACK_NOTES are unacked, and at the latest MAX_DELAY_S after the oldest
-    unacked note, so that a stream that never pauses is still acked. Notes of a
-    conversation, further apart than QUIET_S, are each acked QUIET_S after they
-    were seen; a busy stream costs the server one ack per EAGER_ACK_NOTES or per
-    MAX_DELAY_S instead of one per note. A crash redelivers at most
+    An ack goes out once notes stop arriving for QUIET_S, though no sooner than
+    SPACING_S after the previous one; at once when EAGER_ACK_NOTES are unacked;
+    and at the latest MAX_DELAY_S after the oldest unacked note, so that a
+    stream that never pauses is still acked. A note of a conversation is acked
+    QUIET_S after it was seen; a busy stream, its notes close together or a
+    little apart, costs the server an ack per EAGER_ACK_NOTES or per SPACING_S
+    to MAX_DELAY_S instead of one per note. A crash redelivers at most
     EAGER_ACK_NOTES notes, as ever, and the server's window (max_unacked, far
-    above EAGER_ACK_NOTES) never stalls a catch-up. Timers, not a task: an idle
-    stream costs nothing, a busy one a timer per QUIET_S."""
+    above EAGER_ACK_NOTES) never stalls a catch-up.
+    Timers, not a task: an idle stream costs nothing, a busy one a timer per QUIET_S."""
 
     QUIET_S = ACK_INTERVAL_S
+    SPACING_S = 0.5
     MAX_DELAY_S = 1.0
     TIMER_SLACK_S = 0.001
     """A timer may fire this early (the loop's clock resolution and more): it counts as due."""
@@ -301,6 +303,7 @@ class _AckSender:
         self._requests = requests
         self._seen = self._sent = 0
         self._first_unacked_at = self._last_seen_at = 0.0
+        self._sent_at = float("-inf")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -319,7 +322,7 @@ class _AckSender:
         now = self._last_seen_at = self._loop.time()
         if self._timer is None:
             self._first_unacked_at = now
-            self._timer = self._loop.call_at(now + self.QUIET_S, self._due)
+            self._timer = self._loop.call_at(self._due_at(), self._due)
 
     async def close(self) -> None:
         """Stops, queueing a last ack of what was seen (best effort: the stream may be gone)."""
@@ -332,15 +335,21 @@ class _AckSender:
         self._timer = None
         if self._loop is None or self._seen <= self._sent:
             return
-        due = min(self._last_seen_at + self.QUIET_S, self._first_unacked_at + self.MAX_DELAY_S)
+        due = self._due_at()
         if due - self._loop.time() > self.TIMER_SLACK_S:
             self._timer = self._loop.call_at(due, self._due)  # notes kept coming
         else:
             self._send()
 
+    def _due_at(self) -> float:
+        quiet = min(self._last_seen_at + self.QUIET_S, self._first_unacked_at + self.MAX_DELAY_S)
+        return max(quiet, self._sent_at + self.SPACING_S)
+
     def _send(self) -> None:
         self._requests.put_nowait(chat_pb2.ChatStreamRequest(ack=chat_pb2.Ack(seq=self._seen)))
         self._sent = self._seen
+        if self._loop is not None:
+            self._sent_at = self._loop.time()
         self._cancel_timer()
 
     def _cancel_timer(self) -> None:

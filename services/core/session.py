@@ -93,7 +93,7 @@ class MemberCursor:
             return False
         self.acked_seq = seq
         for session in self.sessions:
-            session.wake()
+            session.window_moved()
         return True
 
 
@@ -115,6 +115,8 @@ class Session:
         self._wake = asyncio.Event()
         self._ended: ChatroomError | None = None
         self._gap: Gap | None = None
+        self._stalled = False
+        """Waiting because the window is full: only then does an ack wake it."""
         self.sent_seq = 0
         self.head_seq = 0
         self.incarnation = 0
@@ -139,6 +141,10 @@ class Session:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def window_moved(self) -> None:
+        if self._stalled:
+            self._wake.set()
 
     def push(self, note: Note) -> None:
         """Offers a just-committed note; dropped (and later read from storage) when full."""
@@ -185,7 +191,8 @@ class Session:
                 poll_s = CURSOR_POLL_S[0]
                 yield batch
             elif self.sent_seq == before and self._gap is None:
-                if self._limits.refresh_cursor and self._waits_for_acks:
+                self._stalled = self._waits_for_acks
+                if self._limits.refresh_cursor and self._stalled:
                     poll_s = await self._wait_or_refresh(poll_s)
                 else:
                     await self._wake.wait()

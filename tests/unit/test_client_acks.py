@@ -75,11 +75,35 @@ def test_a_stream_that_never_pauses_is_still_acked_within_max_delay() -> None:
         requests: Requests = asyncio.Queue()
         acks = _AckSender(requests)
         acks.MAX_DELAY_S = 0.2
+        acks.SPACING_S = 0.1
         acks.start()
         await _stream(acks, 1, 0.7)
         during = _acked(requests)
         assert 1 <= len(during) <= 6, during
         assert during == sorted(during)
+        await acks.close()
+
+    asyncio.run(scenario())
+
+
+def test_notes_that_keep_coming_a_little_apart_are_acked_once_per_spacing() -> None:
+    """Notes 80 ms apart, each after a pause longer than the quiet period, for 1.6 s:
+    acking each once notes stop would send 20 acks, the spacing at most 4."""
+
+    async def scenario() -> None:
+        requests: Requests = asyncio.Queue()
+        acks = _AckSender(requests)
+        acks.start()
+        for seq in range(1, 21):
+            acks.offer(seq)
+            await asyncio.sleep(0.08)
+        acked = _acked(requests)
+        while not acked or acked[-1] < 20:
+            request = await asyncio.wait_for(requests.get(), WAIT_S)
+            assert request is not None
+            acked.append(request.ack.seq)
+        assert len(acked) <= 5, acked
+        assert acked == sorted(acked)
         await acks.close()
 
     asyncio.run(scenario())
