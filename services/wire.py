@@ -10,7 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from chatroom.v1 import admin_pb2, chat_pb2
 from services.core.chatroom import Credential
 from services.core.model import Delivery, GroupInfo, History, Note
-from services.core.session import Gap
+from services.core.session import Gap, Stored
 
 
 def timestamp(us: int) -> Timestamp:
@@ -41,11 +41,13 @@ def gap(value: Gap) -> bytes:
 
 
 class NoteEncoder:
-    """Serialized ChatStreamResponses, each note encoded once for all its readers.
+    """Serialized ChatStreamResponses, each live note encoded once for all its readers.
 
     Repeated fields concatenate, so a response with many notes is the
     concatenation of one-note responses; fan-out to a thousand sessions
-    thereby costs one encoding per note instead of a thousand."""
+    thereby costs one encoding per note instead of a thousand. A batch a
+    session read from storage for itself is encoded as one message, which
+    costs half as much as encoding and keeping each of its notes."""
 
     KEPT = 8192
 
@@ -53,6 +55,8 @@ class NoteEncoder:
         self._encoded: dict[tuple[str, int], bytes] = {}
 
     def response(self, batch: list[Note]) -> bytes:
+        if isinstance(batch, Stored):
+            return chat_pb2.ChatStreamResponse(notes=[note(each) for each in batch]).SerializeToString()
         return b"".join([self._encoded_note(each) for each in batch])
 
     def _encoded_note(self, value: Note) -> bytes:

@@ -48,6 +48,10 @@ class Gap:
     reason: str
 
 
+class Stored(list[Note]):
+    """Notes a session read from storage for itself, not pushed to every session alike."""
+
+
 class _Batch:
     """Notes for one stream message, within MAX_BATCH_NOTES and MAX_BATCH_BYTES."""
 
@@ -255,7 +259,7 @@ class Session:
                     break  # the rest is read again for the next batch
                 batch.add(note)
             self.sent_seq = note.seq
-        return batch.notes
+        return Stored(batch.notes)
 
     async def _look_for_deleted(self) -> None:
         """Storage lacks the next note: retention may have deleted it (else it is not visible yet)."""
