@@ -3,25 +3,117 @@
 Commands are grouped by noun (server, group, client, delivery, token,
 cluster) plus a few verbs (send, health, demo). Every option also reads an environment
 variable; --json gives output for scripts.
+
+A command's module loads only when that command runs: chatctl's own help lists
+them from COMMANDS, so that `chatctl --help` costs little more than Typer and rich.
 """
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
+from typer.main import get_command_from_info, get_group_from_info
 
-from admin_cli import client_cmd, delivery_cmd, group_cmd, server_cmd, token_cmd
-from admin_cli.cluster import cli as cluster_cli
-from admin_cli.demo import demo
-from admin_cli.health_cmd import health
-from admin_cli.history_cmd import history
-from admin_cli.send_cmd import send
-from admin_cli.settings import use_server, use_tls
+if TYPE_CHECKING:
+    from typer import _click
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A command of chatctl: its name, where it lives, and its help line as its own help begins."""
+
+    name: str
+    module: str
+    attribute: str
+    help: str
+
+
+COMMANDS = (
+    Entry("send", "admin_cli.send_cmd", "send", "Send one note as a member."),
+    Entry(
+        "history",
+        "admin_cli.history_cmd",
+        "history",
+        "Show the notes of a group just below --before, oldest first.",
+    ),
+    Entry(
+        "health",
+        "admin_cli.health_cmd",
+        "health",
+        "Ask the server's gRPC health service; exit 0 only when it is SERVING.",
+    ),
+    Entry(
+        "demo",
+        "admin_cli.demo",
+        "demo",
+        "Run the three scenarios with real client processes and check every expectation.",
+    ),
+    Entry("server", "admin_cli.server_cmd", "app", "Run the chatroom server."),
+    Entry("group", "admin_cli.group_cmd", "app", "Create, inspect and change groups."),
+    Entry("client", "admin_cli.client_cmd", "app", "Run console clients and watch them."),
+    Entry("delivery", "admin_cli.delivery_cmd", "app", "Inspect delivery state."),
+    Entry("token", "admin_cli.token_cmd", "app", "Issue member tokens, and show the ones kept here."),
+    Entry(
+        "cluster",
+        "admin_cli.cluster.cli",
+        "app",
+        "Run a whole cluster (storage, server replicas, groups, clients) from a chatroom.toml.",
+    ),
+)
+"""In the order chatctl lists them (Typer lists commands before groups)."""
+
+
+class LazyCommand(TyperCommand):
+    """A command as chatctl's listing shows it; the real one loads when its arguments are parsed."""
+
+    def __init__(self, entry: Entry) -> None:
+        super().__init__(entry.name, help=entry.help)
+        self.entry = entry
+
+    @cached_property
+    def real(self) -> _click.Command:
+        """Built as app.add_typer or app.command would have built it at start-up."""
+        target = getattr(importlib.import_module(self.entry.module), self.entry.attribute)
+        holder = typer.Typer()
+        if isinstance(target, typer.Typer):
+            holder.add_typer(target, name=self.entry.name)
+            return get_group_from_info(
+                holder.registered_groups[0],
+                pretty_exceptions_short=app.pretty_exceptions_short,
+                suggest_commands=app.suggest_commands,
+                rich_markup_mode=app.rich_markup_mode,
+            )
+        holder.command()(target)
+        return get_command_from_info(
+            holder.registered_commands[0],
+            pretty_exceptions_short=app.pretty_exceptions_short,
+            rich_markup_mode=app.rich_markup_mode,
+        )
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: _click.Context | None = None, **extra: Any
+    ) -> _click.Context:
+        return self.real.make_context(info_name, args, parent=parent, **extra)
+
+
+class Chatctl(TyperGroup):
+    """chatctl's top level: every command from COMMANDS, each loaded when it runs."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        for entry in COMMANDS:
+            self.add_command(LazyCommand(entry))
+
 
 app = typer.Typer(
     name="chatctl",
+    cls=Chatctl,
     help="Run and operate a chatroom: group chat over gRPC with tracked delivery.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
@@ -68,17 +160,7 @@ def connection(
     ] = False,
 ) -> None:
     """Run and operate a chatroom: group chat over gRPC with tracked delivery."""
+    from admin_cli.settings import use_server, use_tls
+
     use_server(server)
     use_tls(tls_ca, tls_client_cert, tls_client_key)
-
-
-app.add_typer(server_cmd.app, name="server")
-app.add_typer(group_cmd.app, name="group")
-app.add_typer(client_cmd.app, name="client")
-app.add_typer(delivery_cmd.app, name="delivery")
-app.add_typer(token_cmd.app, name="token")
-app.add_typer(cluster_cli.app, name="cluster")
-app.command()(send)
-app.command()(history)
-app.command()(health)
-app.command()(demo)
