@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-INVOCATIONS = (["--help"], ["client", "--help"], [])
+INVOCATIONS: tuple[list[str], ...] = (["--help"], ["client", "--help"], [])
 """With no arguments chatctl prints its help too."""
 
 

@@ -123,6 +123,8 @@ class FanoutResult:
     server_cpu_s_per_1000: float | None
     server_cpu_pct: float
     generator_cpu_pct: float
+    notes_per_message: float | None
+    acks_per_s: float
     latency_samples: int
     undelivered: int
     send_errors: dict[str, int]
@@ -174,6 +176,8 @@ async def fanout(audience: Audience, senders: int, sizes: Sizes, phase: str) -> 
         server_cpu_s_per_1000=1000 * server_cpu / deliveries if deliveries else None,
         server_cpu_pct=server_pct,
         generator_cpu_pct=generator_pct,
+        notes_per_message=deliveries / recorder.messages if recorder.messages else None,
+        acks_per_s=recorder.acks / seconds,
         latency_samples=len(latencies),
         undelivered=recorder.undelivered(),
         send_errors=dict(errors),

@@ -41,6 +41,8 @@ TEXT_BYTES = 100
 class Sink(Protocol):
     def on_notes(self, notes: Sequence[chat_pb2.Note], now_ns: int) -> None: ...
 
+    def on_ack(self) -> None: ...
+
 
 class Tap:
     """Where a set of subscribers hands what it reads; each measurement plugs in its own sink."""
@@ -107,6 +109,9 @@ class Subscriber:
 
     async def _outgoing(self) -> AsyncIterator[chat_pb2.ChatStreamRequest]:
         while (request := await self._requests.get()) is not None:
+            sink = self.tap.sink
+            if sink is not None and request.HasField("ack"):
+                sink.on_ack()
             yield request
 
     async def open(self) -> str | None:
@@ -242,6 +247,8 @@ class DeliveryRecorder:
         self.receivers = receivers
         self.counting = False
         self.deliveries = 0
+        self.messages = 0
+        self.acks = 0
         self.latency_from_ns = 1 << 63
         self.latency_until_ns = 1 << 63
         self.latencies_ns: list[int] = []
@@ -265,7 +272,13 @@ class DeliveryRecorder:
         if self.pending.pop(key, None) is not None:
             self._released(key)
 
+    def on_ack(self) -> None:
+        if self.counting:
+            self.acks += 1
+
     def on_notes(self, notes: Sequence[chat_pb2.Note], now_ns: int) -> None:
+        if self.counting:
+            self.messages += 1
         for note in notes:
             phase, sender, number, sent, _ = note.text.split(":", 4)
             if phase != self.phase:
@@ -464,6 +477,9 @@ class CountingSink:
         if self.count >= self.expected:
             self.last_ns = now_ns
             self.done.set()
+
+    def on_ack(self) -> None:
+        pass  # a catch-up is timed by its notes alone
 
 
 async def cancel_all(tasks: Sequence[asyncio.Task[Any]]) -> None:

@@ -155,30 +155,38 @@ class Results:
                     f"  {_number(figure.median('ceiling')):>12}  {_ratio(figure.ceiling_ratio):>7}"
                     f"  {figure.better}"
                 )
-                load = self._load_note(figure.id)
-                if load:
-                    lines.append(f"    {load}")
+                lines += [f"    {note}" for note in self._load_notes(figure.id)]
                 if figure.note:
                     lines.append(f"    {figure.note}")
         if self.warnings:
             lines += ["", "warnings:"] + [f"  - {warning}" for warning in self.warnings]
         return "\n".join(lines)
 
-    def _load_note(self, figure_id: str) -> str:
-        """Server and generator CPU beside a throughput: which side was the bottleneck."""
+    def _load_notes(self, figure_id: str) -> list[str]:
+        """Beside a throughput: which side was the bottleneck, and what crossed the wire."""
         prefix, _, name = figure_id.rpartition(".")
         if name != "deliveries_per_s":
-            return ""
-        server = self.figures.get(f"{prefix}.server_cpu_pct")
-        generator = self.figures.get(f"{prefix}.generator_cpu_pct")
-        if server is None or generator is None:
-            return ""
-        sides = [
-            f"{kind} server {_number(server.median(kind))}% / generator {_number(generator.median(kind))}%"
-            for kind in KINDS
-            if server.median(kind) is not None
-        ]
-        return "CPU (% of one core): " + "; ".join(sides)
+            return []
+
+        def by_kind(figure_name: str) -> dict[str, str]:
+            figure = self.figures.get(f"{prefix}.{figure_name}")
+            values = {kind: figure.median(kind) for kind in KINDS} if figure else {}
+            return {kind: _number(value) for kind, value in values.items() if value is not None}
+
+        server, generator = by_kind("server_cpu_pct"), by_kind("generator_cpu_pct")
+        per_message, acks = by_kind("notes_per_message"), by_kind("acks_per_s")
+        notes = []
+        if server:
+            sides = (f"{kind} server {server[kind]}% / generator {generator.get(kind)}%" for kind in server)
+            notes.append("CPU (% of one core): " + "; ".join(sides))
+        if per_message:
+            notes.append(
+                "notes per message: "
+                + "; ".join(f"{kind} {value}" for kind, value in per_message.items())
+                + " · acks/s: "
+                + "; ".join(f"{kind} {value}" for kind, value in acks.items())
+            )
+        return notes
 
 
 def _number(value: float | None) -> str:

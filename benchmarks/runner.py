@@ -268,14 +268,19 @@ def _add_fanout(results: Results, kind: str, n: int, senders: int, result: figur
         unit="CPU-s",
         better="lower",
     )
-    for side, value in (("server", result.server_cpu_pct), ("generator", result.generator_cpu_pct)):
+    for name, value, title, unit in (
+        ("server_cpu_pct", result.server_cpu_pct, "server CPU % (100 = one core busy)", "%"),
+        ("generator_cpu_pct", result.generator_cpu_pct, "generator CPU % (100 = one core busy)", "%"),
+        ("notes_per_message", result.notes_per_message, "notes per stream message", "notes"),
+        ("acks_per_s", result.acks_per_s, "acks/s from all readers", "acks/s"),
+    ):
         results.add(
-            f"fanout.{key}.{side}_cpu_pct",
+            f"fanout.{key}.{name}",
             kind,
             value,
             family="fanout",
-            title=f"{label}: {side} CPU % (100 = one core busy)",
-            unit="%",
+            title=f"{label}: {title}",
+            unit=unit,
             better="info",
         )
     results.detail(f"fanout.{key}", kind, asdict(result))
