@@ -37,7 +37,7 @@ class ChatServicer:
         caller = await self._chatroom.authenticate(wire.bearer_token(context))
         send = parsed(request)
         note = await self._chatroom.send_note(caller, send.group, send.text, send.client_msg_id)
-        return chat_pb2.SendNoteResponse(note=wire.note(note))
+        return wire.sent(note)
 
     @maps_errors
     async def ListNotes(

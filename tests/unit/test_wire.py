@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from chatroom.v1 import chat_pb2
 from services import wire
-from services.core.model import Note
+from services.core.model import History, Note
 from services.core.session import Stored
 from tests.unit.core.conftest import WAIT_S, members, started, subscribe
 
@@ -23,6 +25,27 @@ def test_a_live_batch_and_a_stored_batch_of_the_same_notes_read_back_alike() -> 
     assert [(n.seq, n.text, n.sent_at.ToMicroseconds(), n.client_msg_id) for n in stored.notes] == [
         (n.seq, n.text, n.sent_at_us, n.client_msg_id) for n in NOTES
     ]
+
+
+def _built(value: Note) -> chat_pb2.Note:
+    seconds, micros = divmod(value.sent_at_us, 1_000_000)
+    return chat_pb2.Note(
+        group=value.group,
+        seq=value.seq,
+        sender=value.sender,
+        text=value.text,
+        sent_at=Timestamp(seconds=seconds, nanos=micros * 1000),
+        client_msg_id=value.client_msg_id,
+    )
+
+
+def test_notes_filled_in_place_equal_notes_built_field_by_field() -> None:
+    expected = [_built(each) for each in NOTES]
+    assert wire.sent(NOTES[0]).note == expected[0]
+    page = wire.history(History(tuple(NOTES), first_seq=1, has_more=True))
+    assert list(page.notes) == expected and page.first_seq == 1 and page.has_more
+    streamed = chat_pb2.ChatStreamResponse.FromString(wire.NoteEncoder().response(Stored(NOTES)))
+    assert list(streamed.notes) == expected
 
 
 def test_a_session_marks_what_it_read_from_storage_and_not_what_was_pushed_to_it() -> None:
