@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 def now_us() -> int:
@@ -11,8 +12,10 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
-@dataclass(frozen=True, slots=True)
-class Note:
+class Note(NamedTuple):
+    """A named tuple, not a frozen dataclass: as immutable, and built in a quarter of
+    the time, which counts in a catch-up that builds one for every note it reads."""
+
     group: str
     seq: int
     sender: str
