@@ -292,7 +292,7 @@ class _AckSender:
     second, not 20,000), and its unread count lags by at most SPACING_S. A
     crash redelivers at most EAGER_ACK_NOTES notes, as ever, and the server's
     window (max_unacked, far above EAGER_ACK_NOTES) never stalls a catch-up.
-    Timers, not a task: an idle stream costs nothing, a busy one a timer per QUIET_S."""
+    Timers, not a task: an idle stream costs nothing, a busy one a timer per SPACING_S."""
 
     QUIET_S = ACK_INTERVAL_S
     SPACING_S = 2.0

@@ -28,9 +28,13 @@ class Threads:
         ]
         for thread in self._threads:
             thread.start()
+        self._closed = False
 
     def run(self, call: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        """call(*args) in one of the threads; the future has its result or exception."""
+        """call(*args) in one of the threads; the future has its result or exception.
+        After close, refused at once (as an executor refuses), never left unresolved."""
+        if self._closed:
+            raise RuntimeError("the storage threads are closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._jobs.put((loop, future, call, args))
@@ -38,6 +42,9 @@ class Threads:
 
     def close(self) -> None:
         """Lets the jobs already queued finish, then ends the threads."""
+        if self._closed:
+            return
+        self._closed = True
         for _ in self._threads:
             self._jobs.put(None)
         for thread in self._threads:

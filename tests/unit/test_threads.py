@@ -40,3 +40,14 @@ def test_a_call_cancelled_before_it_started_never_runs_and_close_finishes_the_qu
         await queued
 
     asyncio.run(scenario())
+
+
+def test_a_call_after_close_is_refused_at_once_not_left_waiting() -> None:
+    async def scenario() -> None:
+        threads = Threads(2, "test")
+        threads.close()
+        threads.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            threads.run(print, "never")
+
+    asyncio.run(scenario())
