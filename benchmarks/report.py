@@ -177,7 +177,11 @@ class Results:
         per_message, acks = by_kind("notes_per_message"), by_kind("acks_per_s")
         notes = []
         if server:
-            sides = (f"{kind} server {server[kind]}% / generator {generator.get(kind)}%" for kind in server)
+            sides = (
+                f"{kind} server {server[kind]}% / generator {generator[kind]}%"
+                for kind in server
+                if kind in generator
+            )
             notes.append("CPU (% of one core): " + "; ".join(sides))
         if per_message:
             notes.append(

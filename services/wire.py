@@ -15,8 +15,15 @@ from services.core.session import Gap, Stored
 
 
 def timestamp(us: int) -> Timestamp:
+    value = Timestamp()
+    _set_time(value, us)
+    return value
+
+
+def _set_time(target: Timestamp, us: int) -> None:
     seconds, micros = divmod(us, 1_000_000)
-    return Timestamp(seconds=seconds, nanos=micros * 1000)
+    target.seconds = seconds
+    target.nanos = micros * 1000
 
 
 def sent(value: Note) -> chat_pb2.SendNoteResponse:
@@ -88,10 +95,7 @@ def _fill_note(message: chat_pb2.Note, value: Note) -> None:
     message.sender = value.sender
     message.text = value.text
     message.client_msg_id = value.client_msg_id
-    seconds, micros = divmod(value.sent_at_us, 1_000_000)
-    sent_at = message.sent_at
-    sent_at.seconds = seconds
-    sent_at.nanos = micros * 1000
+    _set_time(message.sent_at, value.sent_at_us)
 
 
 def group(value: GroupInfo) -> admin_pb2.Group:

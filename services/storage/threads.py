@@ -26,9 +26,9 @@ class Threads:
         self._threads = [
             threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(count)
         ]
+        self._closed = False
         for thread in self._threads:
             thread.start()
-        self._closed = False
 
     def run(self, call: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """call(*args) in one of the threads; the future has its result or exception.
