@@ -27,6 +27,7 @@ from services.core.model import NewNote, Note
 from services.core.store import Appended, AppendResult, Store
 
 MAX_NOTES_PER_COMMIT = 512
+"""Six values a note in one INSERT: far below the 32,766 parameters a statement may carry."""
 COMMIT_WINDOW_S = 0.0005
 BUSY_WITHIN_S = 0.005
 

@@ -46,8 +46,11 @@ class SqliteStore(SqlStore):
     async def open(self) -> None:
         try:
             await self._writer.run(self._migrate)
-        except (OSError, sqlite3.Error) as error:
-            raise Unavailable(f"cannot open the database {self.path}: {error}") from error
+        except BaseException as error:
+            await self.close()
+            if isinstance(error, (OSError, sqlite3.Error)):
+                raise Unavailable(f"cannot open the database {self.path}: {error}") from error
+            raise
 
     async def close(self) -> None:
         self._writer.close()

@@ -4,6 +4,11 @@
 future chained to an asyncio one, the executor's bookkeeping) as a queue in
 and one `call_soon_threadsafe` out, and SQLite's writer makes such a call for
 every commit.
+
+The threads start with the first call, so a store that is built and never
+opened leaves none behind. They are daemon threads: a process that exits
+without closing its store is not held up by them, and SQLite's journal makes
+a commit cut short at exit one that never happened (no caller was told it did).
 """
 
 from __future__ import annotations
@@ -26,15 +31,18 @@ class Threads:
         self._threads = [
             threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(count)
         ]
+        self._started = False
         self._closed = False
-        for thread in self._threads:
-            thread.start()
 
     def run(self, call: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """call(*args) in one of the threads; the future has its result or exception.
         After close, refused at once (as an executor refuses), never left unresolved."""
         if self._closed:
             raise RuntimeError("the storage threads are closed")
+        if not self._started:
+            self._started = True
+            for thread in self._threads:
+                thread.start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._jobs.put((loop, future, call, args))
@@ -45,6 +53,8 @@ class Threads:
         if self._closed:
             return
         self._closed = True
+        if not self._started:
+            return
         for _ in self._threads:
             self._jobs.put(None)
         for thread in self._threads:

@@ -9,6 +9,7 @@ import pytest
 
 from services.core.errors import GroupExists, GroupNotFound
 from services.core.model import CursorUpdate, NewNote, now_us
+from services.core.note_writer import MAX_NOTES_PER_COMMIT
 from services.core.store import Appended, Rejected, Store
 from services.storage.transactions import TRIM_BATCH_NOTES
 from tests.unit.conftest import StoreFactory
@@ -133,8 +134,25 @@ def test_a_send_with_a_replaced_token_stores_nothing(make_store: StoreFactory) -
         assert await store.append_notes([new("team", "alice", "with the old token")]) == [
             Rejected("token replaced")
         ]
-        (kept,) = await store.append_notes([new("team", "bob", "bob's is fine")])
-        assert isinstance(kept, Appended) and kept.note.seq == 1
+        results = await store.append_notes(
+            [new("team", "bob", "bob's is fine"), new("team", "alice", "again"), new("team", "bob", "and on")]
+        )
+        assert [(r.note.seq, r.note.text) if isinstance(r, Appended) else r for r in results] == [
+            (1, "bob's is fine"),
+            Rejected("token replaced"),
+            (2, "and on"),
+        ]
+
+    run(make_store, scenario)
+
+
+def test_the_largest_commit_the_writer_makes_fits_in_one_statement(make_store: StoreFactory) -> None:
+    async def scenario(store: Store) -> None:
+        await store.create_group("team", ["alice", "bob"], HASHES)
+        batch = [new("team", "alice", f"n{i}", f"a-{i}") for i in range(MAX_NOTES_PER_COMMIT)]
+        results = await store.append_notes(batch)
+        assert all(isinstance(r, Appended) and r.created for r in results)
+        assert (await cursors(store, "team"))["bob"] == (0, MAX_NOTES_PER_COMMIT, 0)
 
     run(make_store, scenario)
 

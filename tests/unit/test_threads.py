@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 
 import pytest
 
+from services.core.errors import Unavailable
+from services.storage.sqlite import SqliteStore
 from services.storage.threads import Threads
 
 
@@ -49,5 +52,33 @@ def test_a_call_after_close_is_refused_at_once_not_left_waiting() -> None:
         threads.close()
         with pytest.raises(RuntimeError, match="closed"):
             threads.run(print, "never")
+
+    asyncio.run(scenario())
+
+
+def test_no_thread_runs_before_the_first_call_nor_after_close() -> None:
+    def ours() -> set[str]:
+        return {thread.name for thread in threading.enumerate() if thread.name.startswith("idle-")}
+
+    async def scenario() -> None:
+        unused = Threads(2, "idle-unused")
+        assert not ours()
+        unused.close()
+        used = Threads(2, "idle-used")
+        await used.run(divmod, 7, 2)
+        assert ours() == {"idle-used-0", "idle-used-1"}
+        used.close()
+        assert not ours()
+
+    asyncio.run(scenario())
+
+
+def test_a_store_that_fails_to_open_leaves_no_thread_behind(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+
+    async def scenario() -> None:
+        with pytest.raises(Unavailable, match="cannot open"):
+            await SqliteStore(tmp_path / "a-file" / "chatroom.db").open()
+        assert not [thread for thread in threading.enumerate() if thread.name.startswith("sqlite-")]
 
     asyncio.run(scenario())
