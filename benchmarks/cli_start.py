@@ -23,9 +23,15 @@ INVOCATIONS: tuple[list[str], ...] = (["--help"], ["client", "--help"], [])
 
 
 def seconds(args: list[str], env: dict[str, str], cwd: str) -> float:
+    """Every invocation prints help (bare chatctl exits 2 as it does so); anything else is a failed run."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "admin_cli", *args], env=env, cwd=cwd, capture_output=True)
-    return time.perf_counter() - start
+    done = subprocess.run(
+        [sys.executable, "-m", "admin_cli", *args], env=env, cwd=cwd, capture_output=True, text=True
+    )
+    elapsed = time.perf_counter() - start
+    if "Usage" not in done.stdout:
+        raise SystemExit(f"chatctl {' '.join(args)} printed no help (exit {done.returncode}): {done.stderr}")
+    return elapsed
 
 
 def main() -> None:
