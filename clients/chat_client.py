@@ -186,7 +186,7 @@ class ChatClient:
             delays.reset()
             attempt.subscribed = True
             self._report(ConnectionEvent("subscribed", link.server, group))
-            acks.start()
+            acks.start(_header_int(headers, metadata.MAX_UNACKED))
             while True:
                 response = await call.read()  # raises when the stream fails
                 if response is grpc.aio.EOF:
@@ -260,9 +260,14 @@ def _retry_after_s(error: grpc.aio.AioRpcError) -> float | None:
     """How long a rate limit asks to wait, if the error is one."""
     if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
         return None
-    for key, value in error.trailing_metadata() or ():
-        if key == metadata.RETRY_AFTER_MS and str(value).isdigit():
-            return int(value) / 1000
+    milliseconds = _header_int(error.trailing_metadata(), metadata.RETRY_AFTER_MS)
+    return None if milliseconds is None else milliseconds / 1000
+
+
+def _header_int(headers: grpc.aio.Metadata | None, name: str) -> int | None:
+    for key, value in headers or ():
+        if key == name and str(value).isdigit():
+            return int(value)
     return None
 
 
@@ -283,7 +288,8 @@ class _AckSender:
     """Acks what the consumer has seen, cumulatively and sparingly: debounced.
 
     An ack goes out once notes stop arriving for QUIET_S, though no sooner than
-    SPACING_S after the previous one; at once when EAGER_ACK_NOTES are unacked;
+    SPACING_S after the previous one; at once when EAGER_ACK_NOTES are unacked
+    (or half the server's window, if that is less: see metadata.MAX_UNACKED);
     and at the latest MAX_DELAY_S after the oldest unacked note, so that a
     stream that never pauses is still acked. A note of a quiet conversation is
     acked QUIET_S after it was seen; a busy stream, its notes close together or
@@ -291,7 +297,7 @@ class _AckSender:
     instead of one per note (a thousand readers of a busy group: 500 acks a
     second, not 20,000), and its unread count lags by at most SPACING_S. A
     crash redelivers at most EAGER_ACK_NOTES notes, as ever, and the server's
-    window (max_unacked, far above EAGER_ACK_NOTES) never stalls a catch-up.
+    window never stalls a catch-up.
     Timers, not a task: an idle stream costs nothing, a busy one a timer per SPACING_S."""
 
     QUIET_S = ACK_INTERVAL_S
@@ -307,9 +313,13 @@ class _AckSender:
         self._sent_at = float("-inf")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._eager = EAGER_ACK_NOTES
 
-    def start(self) -> None:
+    def start(self, window: int | None = None) -> None:
+        """window: the server's max_unacked, when it told it."""
         self._loop = asyncio.get_running_loop()
+        if window is not None:
+            self._eager = max(1, min(EAGER_ACK_NOTES, window // 2))
 
     def offer(self, seq: int) -> None:
         if seq <= self._seen:
@@ -317,7 +327,7 @@ class _AckSender:
         self._seen = seq
         if self._loop is None:
             return  # not started, or closed: close() acks what was seen
-        if seq - self._sent >= EAGER_ACK_NOTES:
+        if seq - self._sent >= self._eager:
             self._send()
             return
         now = self._last_seen_at = self._loop.time()

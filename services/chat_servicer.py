@@ -60,7 +60,9 @@ class ChatServicer:
         acks = asyncio.create_task(_read_acks(requests, session), name="read-acks")
         SESSIONS.inc()
         try:
-            await context.send_initial_metadata(((metadata.SUBSCRIBED, session.group),))
+            await context.send_initial_metadata(
+                ((metadata.SUBSCRIBED, session.group), (metadata.MAX_UNACKED, str(session.max_unacked)))
+            )
             async for item in session.items():
                 if isinstance(item, Gap):
                     yield wire.gap(item)

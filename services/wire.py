@@ -50,7 +50,9 @@ class NoteEncoder:
     concatenation of one-note responses; fan-out to a thousand sessions
     thereby costs one encoding per note instead of a thousand. A batch a
     session read from storage for itself is encoded as one message, which
-    costs less than encoding and keeping each of its notes."""
+    costs less than encoding and keeping each of its notes. So readers that
+    reconnect together after a restart encode their backlogs each on its own:
+    about 2 us a note, less than reading the note from storage costs."""
 
     KEPT = 8192
 

@@ -133,6 +133,10 @@ class Session:
     def member(self) -> str:
         return self.cursor.member
 
+    @property
+    def max_unacked(self) -> int:
+        return self._limits.max_unacked
+
     def start(self, membership: Membership, pending_acked_seq: int) -> None:
         """Begins after the member's cursor; called once membership is confirmed."""
         self.cursor.acked_seq = max(self.cursor.acked_seq, membership.last_acked_seq, pending_acked_seq)

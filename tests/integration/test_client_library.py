@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import pytest
 
 from clients import Backoff, ChatClient, ChatError, SyncChatClient
 from clients.model import Gap, Note
-from tests.support import TIMEOUT_S, Admin, ServerProcess, wait_until
+from tests.support import TIMEOUT_S, Admin, InProcessServer, ServerProcess, wait_until
 
 FAST = Backoff(initial_s=0.05, max_s=0.5)
 
@@ -58,6 +59,28 @@ def test_notes_come_in_order_and_are_acked_once_seen(server: ServerProcess, admi
 
     received = asyncio.run(scenario())
     assert [(n.seq, n.text) for n in received] == [(1, "before bob"), (2, "live one"), (3, "live two")]
+
+
+def test_a_backlog_far_past_a_small_window_is_caught_up_without_pausing(tmp_path: Path) -> None:
+    """The server sends 4 notes and waits for an ack; the client learns so on subscribe.
+    A client that waited its usual 2 s between acks would need 50 s for these 100 notes."""
+    server = InProcessServer(tmp_path, max_unacked=4).start()
+    try:
+        with server.channel() as channel:
+            tokens = server.admin(channel).create_group("team", ["alice", "bob"])
+
+        async def scenario() -> list[int]:
+            async with (
+                ChatClient(server.address, tokens["alice"]) as alice,
+                ChatClient(server.address, tokens["bob"]) as bob,
+            ):
+                for i in range(100):
+                    await alice.send("team", f"n{i}")
+                return [n.seq for n in await asyncio.wait_for(collect(bob, "team", 100), TIMEOUT_S)]
+
+        assert asyncio.run(scenario()) == list(range(1, 101))
+    finally:
+        server.stop()
 
 
 def test_a_reconnect_after_kill_9_loses_nothing_and_repeats_nothing(fresh_server: ServerProcess) -> None:

@@ -129,6 +129,22 @@ def test_never_more_than_eager_ack_notes_go_unacked() -> None:
     asyncio.run(scenario())
 
 
+def test_a_small_server_window_is_acked_at_half_its_size() -> None:
+    """A server that sends 8 notes past the cursor and then waits: acking only at
+    EAGER_ACK_NOTES or after SPACING_S would pause a catch-up 2 s every 8 notes."""
+
+    async def scenario() -> None:
+        requests: Requests = asyncio.Queue()
+        acks = _AckSender(requests)
+        acks.start(window=8)
+        for seq in range(1, 13):
+            acks.offer(seq)
+        assert _acked(requests) == [4, 8, 12]
+        await acks.close()
+
+    asyncio.run(scenario())
+
+
 def test_close_acks_what_was_seen_and_stops() -> None:
     async def scenario() -> None:
         requests: Requests = asyncio.Queue()
