@@ -41,11 +41,12 @@ class Identities:
         member = tokens.claimed_member(token) if token else None
         if token is None or member is None:
             raise NotAuthenticated("missing or malformed token: send 'authorization: Bearer <token>'")
+        presented = tokens.hash_token(token)
         stored = self._hashes.get(member) if self.cache_trusted else None
-        if stored is None or not tokens.matches(token, stored):
+        if stored is None or not tokens.same_hash(presented, stored):
             stored = await self._load(member)  # a cache can be behind; storage is not
-        if stored is None or not tokens.matches(token, stored):
-            raise NotAuthenticated("invalid or replaced token: ask the operator for a new one")
+            if stored is None or not tokens.same_hash(presented, stored):
+                raise NotAuthenticated("invalid or replaced token: ask the operator for a new one")
         return Caller(member, stored)
 
     async def authenticate_admin(self, token: str | None) -> None:

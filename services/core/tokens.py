@@ -37,4 +37,8 @@ def claimed_member(token: str) -> str | None:
 
 
 def matches(token: str, stored_hash: bytes) -> bool:
-    return hmac.compare_digest(hash_token(token), stored_hash)
+    return same_hash(hash_token(token), stored_hash)
+
+
+def same_hash(presented_hash: bytes, stored_hash: bytes) -> bool:
+    return hmac.compare_digest(presented_hash, stored_hash)
