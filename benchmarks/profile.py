@@ -1,9 +1,10 @@
 """Where the chatroom server spends its time under fan-out load, sampled with py-spy.
 
-    python -m benchmarks.profile [--subscribers 100] [--senders 4] [--seconds 20] [--out FILE]
+    python -m benchmarks.profile [--load fanout|send] [--subscribers 100] [--senders 4]
+                                 [--seconds 20] [--out FILE]
 
 Starts the chatroom server as the benchmark does, drives closed-loop fan-out
-at N subscribers, and records the server with py-spy (not a project
+at N subscribers (or closed-loop durable SendNote calls), and records the server with py-spy (not a project
 dependency: `pip install py-spy`) in collapsed-stack form, then prints the
 functions with the most samples, by self time and including callees. The
 numbers in the benchmark say how much; this says where.
@@ -23,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from benchmarks import cores, figures, servers, targets
-from benchmarks.settings import FULL
+from benchmarks.settings import FULL, Sizes
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "profile-fanout.txt"
 _LINE_NUMBER = re.compile(r":\d+\)$")
@@ -36,20 +37,22 @@ def find_py_spy() -> str:
     return found
 
 
-async def record(
-    subscribers: int, senders: int, seconds: float, out: Path, native: bool
-) -> figures.FanoutResult:
+async def record(load: str, subscribers: int, senders: int, seconds: float, out: Path, native: bool) -> str:
+    """Profiles the server under one load, "fanout" or "send"; returns the load's own figures."""
     py_spy = find_py_spy()
     placement = cores.plan_placement()
     cores.pin(os.getpid(), placement.generator_core)
     out.parent.mkdir(parents=True, exist_ok=True)
     target = await targets.start("chatroom", placement.server_core)
+    sizes = replace(FULL, warmup_s=1.0, measure_s=seconds + 1.0, send_senders=senders)
     spy: asyncio.subprocess.Process | None = None
     audience: figures.Audience | None = None
     try:
-        audience = await figures.open_audience(target, "profile", subscribers, senders)
-        sizes = replace(FULL, warmup_s=1.0, measure_s=seconds + 1.0)
-        load = asyncio.create_task(figures.fanout(audience, senders, sizes, "profile"))
+        if load == "fanout":
+            audience = await figures.open_audience(target, "profile", subscribers, senders)
+            driven = asyncio.create_task(_fanout(audience, senders, sizes))
+        else:
+            driven = asyncio.create_task(_sends(target, sizes))
         await asyncio.sleep(sizes.warmup_s)
         argv = ["record", "--pid", str(target.server.pid), "--duration", str(int(seconds))]
         argv += ["--rate", "250", "--format", "raw", "--output", str(out)]
@@ -59,7 +62,7 @@ async def record(
         spy = await asyncio.create_subprocess_exec(py_spy, *argv, stdout=asyncio.subprocess.DEVNULL)
         if await spy.wait() != 0:
             raise SystemExit(f"py-spy failed (exit {spy.returncode})")
-        return await load
+        return await driven
     finally:
         if spy is not None and spy.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -69,6 +72,23 @@ async def record(
             await audience.close()
         await target.close()
         await servers.stop_all()
+
+
+async def _fanout(audience: figures.Audience, senders: int, sizes: Sizes) -> str:
+    result = await figures.fanout(audience, senders, sizes, "profile")
+    return (
+        f"load: N={result.subscribers}, {result.senders} senders:"
+        f" {result.deliveries_per_s:,.0f} deliveries/s, server CPU {result.server_cpu_pct:.0f}%,"
+        f" generator CPU {result.generator_cpu_pct:.0f}%"
+    )
+
+
+async def _sends(target: targets.Target, sizes: Sizes) -> str:
+    result = await figures.send_rate(target, "profile", sizes)
+    return (
+        f"load: {result.senders} closed-loop senders: {result.notes_per_s:,.0f} SendNote/s,"
+        f" server CPU {result.server_cpu_pct:.0f}%, {result.server_cpu_us_per_note or 0:.0f} us a note"
+    )
 
 
 def summarize(collapsed: Path, top: int) -> str:
@@ -103,13 +123,14 @@ def summarize(collapsed: Path, top: int) -> str:
 def _thread_of(stack: str) -> str:
     if "run_forever" in stack:
         return "event loop (servicers, delivery core, gRPC's Cython callbacks)"
-    if "concurrent/futures/thread.py" in stack:
+    if "storage/threads.py" in stack:
         return "worker threads (SQLite)"
     return "other threads (gRPC's completion-queue poller)"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__.split("\n")[0])
+    parser.add_argument("--load", choices=("fanout", "send"), default="fanout")
     parser.add_argument("--subscribers", type=int, default=100)
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=20.0)
@@ -117,12 +138,7 @@ def main() -> None:
     parser.add_argument("--native", action="store_true", help="include C/Cython frames (py-spy --native)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="collapsed stacks (flamegraph input)")
     args = parser.parse_args()
-    result = asyncio.run(record(args.subscribers, args.senders, args.seconds, args.out, args.native))
-    print(
-        f"load: N={result.subscribers}, {result.senders} senders:"
-        f" {result.deliveries_per_s:,.0f} deliveries/s, server CPU {result.server_cpu_pct:.0f}%,"
-        f" generator CPU {result.generator_cpu_pct:.0f}%"
-    )
+    print(asyncio.run(record(args.load, args.subscribers, args.senders, args.seconds, args.out, args.native)))
     print(summarize(args.out, args.top))
     print(f"\ncollapsed stacks: {args.out}")
 
