@@ -8,6 +8,7 @@ which WAL lets run beside the writer on a consistent snapshot.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sqlite3
@@ -53,6 +54,10 @@ class SqliteStore(SqlStore):
             raise
 
     async def close(self) -> None:
+        """Off the event loop: the threads finish the calls already queued first."""
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
         self._writer.close()
         self._readers.close()
         with self._connections_lock:
