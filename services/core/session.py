@@ -13,15 +13,18 @@ always first_seq..head_seq. When the next seq a session owes lies below
 first_seq, those notes are gone: the session sends one Gap naming them, then
 goes on after it. Nothing is skipped silently.
 
-Flow control: a session never runs more than `max_unacked` seqs ahead of its
+Flow control: a session is sent at most `max_unacked` notes above its
 member's cursor, which any of the member's sessions may move by acking — on
 this server at once, on another replica (`refresh_cursor`) as read back from
-storage while the session waits.
+storage while the session waits. The member's own notes are never sent, so
+they do not count: a member who sends more than a window's worth in a row
+could otherwise never ack past them.
 """
 
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_right
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -124,6 +127,8 @@ class Session:
         self.sent_seq = 0
         self.head_seq = 0
         self.incarnation = 0
+        self._sent_seqs: list[int] = []
+        """Seqs this session was sent, ascending; those above the cursor fill its window."""
 
     @property
     def group(self) -> str:
@@ -205,13 +210,15 @@ class Session:
                 else:
                     await self._wake.wait()
 
-    @property
-    def _window_end(self) -> int:
-        return self.cursor.acked_seq + self._limits.max_unacked
+    def _window_room(self) -> int:
+        """How many more notes may be sent before an ack."""
+        sent = self._sent_seqs
+        del sent[: bisect_right(sent, self.cursor.acked_seq)]
+        return self._limits.max_unacked - len(sent)
 
     @property
     def _waits_for_acks(self) -> bool:
-        return self.head_seq > self.sent_seq >= self._window_end
+        return self.head_seq > self.sent_seq and self._window_room() <= 0
 
     async def _wait_or_refresh(self, poll_s: float) -> float:
         """Waits for a wake-up; failing that, reads the cursor that other replicas may have moved."""
@@ -235,24 +242,24 @@ class Session:
         if queue[0].seq != self.sent_seq + 1:
             return None
         batch = _Batch()
-        window_end = self._window_end
-        while (
-            queue
-            and queue[0].seq == self.sent_seq + 1
-            and self.sent_seq < window_end
-            and batch.has_room_for(queue[0])
-        ):
-            note = queue.popleft()
-            self.sent_seq = note.seq
+        room = self._window_room()
+        while queue and queue[0].seq == self.sent_seq + 1:
+            note = queue[0]
             if note.sender != self.member:
+                if len(batch.notes) >= room or not batch.has_room_for(note):
+                    break
                 batch.add(note)
+                self._sent_seqs.append(note.seq)
+            queue.popleft()
+            self.sent_seq = note.seq
         return batch.notes
 
     async def _read_stored(self) -> list[Note]:
-        until = min(self.head_seq, self._window_end)
-        if until <= self.sent_seq:
+        room = self._window_room()
+        if self.head_seq <= self.sent_seq or room <= 0:
             return []
-        notes = await self._store.read_notes(self.group, self.sent_seq, until, MAX_BATCH_NOTES)
+        limit = min(room, MAX_BATCH_NOTES)
+        notes = await self._store.read_notes(self.group, self.sent_seq, self.head_seq, limit)
         if not notes or notes[0].seq != self.sent_seq + 1:
             await self._look_for_deleted()
             return []
@@ -262,6 +269,7 @@ class Session:
                 if not batch.has_room_for(note):
                     break  # the rest is read again for the next batch
                 batch.add(note)
+                self._sent_seqs.append(note.seq)
             self.sent_seq = note.seq
         return Stored(batch.notes)
 

@@ -63,6 +63,36 @@ def test_a_session_stops_at_max_unacked_until_any_session_of_its_member_acks() -
     asyncio.run(scenario())
 
 
+def test_a_members_own_notes_never_fill_its_window() -> None:
+    """Own notes are not sent, so they cannot be acked: counting them, bob would
+    wait for an ack that never comes once he sent a window's worth in a row."""
+
+    async def scenario() -> None:
+        chatroom = await started(max_unacked=3)
+        who = await members(chatroom, "team", "alice", "bob")
+        bob = await subscribe(chatroom, who["bob"], "team")
+        items = bob.items()
+        await chatroom.send_note(who["alice"], "team", "a1", "")
+        assert [n.seq for n in await take(items, 1)] == [1]
+        for i in range(5):
+            await chatroom.send_note(who["bob"], "team", f"b{i}", "")
+        await chatroom.send_note(who["alice"], "team", "a2", "")
+        assert [n.seq for n in await take(items, 1)] == [7]
+        for i in range(5):
+            await chatroom.send_note(who["bob"], "team", f"again {i}", "")
+        await chatroom.send_note(who["alice"], "team", "a3", "")
+        # Alice's three notes fill the window that bob's ten did not.
+        assert [n.seq for n in await take(items, 1)] == [13]
+        await chatroom.send_note(who["alice"], "team", "a4", "")
+        later = await subscribe(chatroom, who["bob"], "team")  # from storage, after bob's cursor (0)
+        assert [n.seq for n in await take(later.items(), 3)] == [1, 7, 13]
+        bob.ack(13)
+        assert [n.seq for n in await take(items, 1)] == [14]
+        await chatroom.close()
+
+    asyncio.run(scenario())
+
+
 def test_acks_are_clamped_and_never_move_back() -> None:
     async def scenario() -> None:
         chatroom = await started()
