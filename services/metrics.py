@@ -10,6 +10,7 @@ is reported for the groups with the largest backlog only.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -151,38 +152,45 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return handler
 
 
-def _observe(method: str, context: grpc.aio.ServicerContext, started: float, failed: bool) -> None:
+def _observe(
+    method: str, context: grpc.aio.ServicerContext, started: float, error: BaseException | None
+) -> None:
     code = context.code()
-    if code is None and context.cancelled():
-        code = grpc.StatusCode.CANCELLED
+    if code is None and (context.cancelled() or isinstance(error, asyncio.CancelledError)):
+        code = grpc.StatusCode.CANCELLED  # the client went away (or the server stopped the call)
     elif code is None:
-        code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
+        code = grpc.StatusCode.OK if error is None else grpc.StatusCode.UNKNOWN
     RPC_SECONDS.labels(method, code.name).observe(time.perf_counter() - started)
 
 
 def _timed_unary(method: str, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     async def timed(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        started, failed = time.perf_counter(), True
+        started, error = time.perf_counter(), None
         try:
-            response = await behavior(request, context)
-            failed = False
-            return response
+            return await behavior(request, context)
+        except BaseException as raised:
+            error = raised
+            raise
         finally:
-            _observe(method, context, started, failed)
+            _observe(method, context, started, error)
 
     return timed
 
 
-def _timed_stream(
-    method: str, behavior: Callable[..., AsyncIterator[Any]]
-) -> Callable[..., AsyncIterator[Any]]:
+def _timed_stream(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+    """A handler may yield its responses or write them with context.write (as health's Watch does)."""
+    if not inspect.isasyncgenfunction(behavior):
+        return _timed_unary(method, behavior)
+
     async def timed(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        started, failed = time.perf_counter(), True
+        started, error = time.perf_counter(), None
         try:
             async for response in behavior(request, context):
                 yield response
-            failed = False
+        except BaseException as raised:
+            error = raised
+            raise
         finally:
-            _observe(method, context, started, failed)
+            _observe(method, context, started, error)
 
     return timed

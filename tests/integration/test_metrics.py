@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import TIMEOUT_S, ServerProcess, Stream, send, wait_until
@@ -79,3 +80,20 @@ def test_json_logs_are_one_object_per_line(tmp_path: Path) -> None:
     assert [entry["level"] for entry in entries] == ["info"] * len(entries)
     assert any(entry["message"].startswith("chatroom listening on 127.0.0.1:") for entry in entries)
     assert entries[-1]["message"] == "stopped"
+
+
+def test_health_watch_is_served_and_timed_when_metered(metered: tuple[ServerProcess, str]) -> None:
+    """Watch writes with context.write instead of yielding: timing it must not break it."""
+    server, url = metered
+    with server.channel() as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=TIMEOUT_S)
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        watch.cancel()
+    method = "/grpc.health.v1.Health/Watch"
+    wait_until(
+        lambda: scrape(url).get(
+            ("chatroom_rpc_duration_seconds_count", (("code", "CANCELLED"), ("method", method)))
+        )
+        == 1,
+        what="the cancelled Watch to be timed",
+    )
