@@ -91,9 +91,11 @@ def test_health_watch_is_served_and_timed_when_metered(metered: tuple[ServerProc
         watch.cancel()
     method = "/grpc.health.v1.Health/Watch"
     wait_until(
-        lambda: scrape(url).get(
-            ("chatroom_rpc_duration_seconds_count", (("code", "CANCELLED"), ("method", method)))
-        )
-        == 1,
+        lambda: (
+            scrape(url).get(
+                ("chatroom_rpc_duration_seconds_count", (("code", "CANCELLED"), ("method", method)))
+            )
+            == 1
+        ),
         what="the cancelled Watch to be timed",
     )
