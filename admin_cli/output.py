@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from clients.display import visible
 
@@ -24,17 +25,17 @@ class CallFailed(Exception):
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Prints one line to stderr and exits non-zero."""
-    err.print(f"[bold red]error:[/] {_escape(message)}")
+    err.print(Text.assemble(("error:", "bold red"), " ", _plain(message)))
     raise typer.Exit(code)
 
 
 def info(message: str) -> None:
-    out.print(_escape(message), soft_wrap=True)
+    out.print(_plain(message), soft_wrap=True)
 
 
 def note(message: str) -> None:
     """A side remark for people, on stderr so that stdout stays parseable."""
-    err.print(f"[dim]{_escape(message)}[/]")
+    err.print(_plain(message, style="dim"))
 
 
 def print_json(data: Any) -> None:
@@ -43,11 +44,12 @@ def print_json(data: Any) -> None:
 
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> Table:
-    result = Table(title=title, title_justify="left", box=None, header_style="bold")
+    caption = None if title is None else _plain(title)
+    result = Table(title=caption, title_justify="left", box=None, header_style="bold")
     for column in columns:
         result.add_column(column)
     for row in rows:
-        result.add_row(*(_escape("" if cell is None else str(cell)) for cell in row))
+        result.add_row(*(_plain("" if cell is None else str(cell)) for cell in row))
     return result
 
 
@@ -67,6 +69,6 @@ def duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def _escape(text: str) -> str:
-    """Plain text for rich: network text shown visibly, and no markup."""
-    return visible(text).replace("[", r"\[")
+def _plain(text: str, style: str = "") -> Text:
+    """Text that rich prints as it is (never read as markup), with control characters made visible."""
+    return Text(visible(text), style=style)

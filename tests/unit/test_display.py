@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import unicodedata
+from contextlib import redirect_stderr
 from datetime import UTC, datetime
 
-from hypothesis import given
+import pytest
+import typer
+from hypothesis import example, given
 from hypothesis import strategies as st
+from rich.console import Console
+
+from admin_cli import output
 
 from clients.display import visible
 from clients.lines import NOTE_LINE, format_note
@@ -34,3 +41,15 @@ def test_a_note_is_one_line_that_parses_back_as_itself(text: str) -> None:
 def test_ordinary_text_is_left_alone() -> None:
     assert visible("héllo 👨‍👩‍👧 שלום C:\\temp") == "héllo 👨‍👩‍👧 שלום C:\\temp"
     assert visible("\x1b[2J\x07\x9b\n\u202e") == "\\x1b[2J\\x07\\x9b\\n\\u202e"
+
+
+@example("x\\[/]y")
+@example("p\\[bold red]RED")
+@given(st.text(alphabet=st.sampled_from("ab[]/\\ =#@"), max_size=30) | st.text(max_size=30))
+def test_chatctl_prints_any_text_as_it_is_never_as_rich_markup(text: str) -> None:
+    """A member could otherwise style other people's output, or make chatctl crash on `\\[/]`."""
+    console = Console(width=1000, record=True, force_terminal=True, color_system="truecolor")
+    console.print(output.table(None, ("LAST NOTE",), [(text,)]))
+    assert console.export_text(styles=False).splitlines()[1].strip() == visible(text).strip()
+    with pytest.raises(typer.Exit), redirect_stderr(io.StringIO()):
+        output.fail(text)
