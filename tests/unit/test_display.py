@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from admin_cli import output
-
 from clients.display import visible
 from clients.lines import NOTE_LINE, format_note
 from clients.model import Note
