@@ -19,6 +19,7 @@ from admin_cli.settings import (
     Keepalive,
     Server,
     client_tls,
+    file_name,
     member_token,
     member_token_path,
     state_dir,
@@ -44,11 +45,11 @@ def clients_dir() -> Path:
 
 
 def record_path(name: str) -> Path:
-    return clients_dir() / f"{name}.json"
+    return clients_dir() / f"{file_name('client', name)}.json"
 
 
 def log_path(name: str) -> Path:
-    return clients_dir() / f"{name}.log"
+    return clients_dir() / f"{file_name('client', name)}.log"
 
 
 def client_command(
@@ -113,6 +114,7 @@ def start(
             token_source=str(member_token_path(name)),
         )
         raise typer.Exit(asyncio.run(run_console(options)))
+    names = list(dict.fromkeys(names))  # `alice alice` is one client
     for name in names:
         member_token(name)  # fail before starting any if a token is missing
         running = processes.ProcessRecord.load(record_path(name))

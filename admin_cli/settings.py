@@ -117,12 +117,17 @@ def save_member_token(member: str, token: str) -> Path:
     return path
 
 
-def member_token(member: str) -> str:
+def file_name(kind: str, name: str) -> str:
+    """A name that picks a file in the state directory: never a path ('../admin' must not
+    read admin.token, nor 'client stop ../server' stop the server)."""
     try:
-        check_name("member", member)  # a name, never a path: '../admin' must not read admin.token
+        return check_name(kind, name)
     except InvalidRequest as error:
         fail(error.message)
-    path = member_token_path(member)
+
+
+def member_token(member: str) -> str:
+    path = member_token_path(file_name("member", member))
     token = _read_token(path)
     if token is None:
         fail(f"no token for {member!r} in {path.parent}: run 'chatctl token issue {member}'")

@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -67,6 +68,27 @@ def test_stopping_leaves_no_process_behind(team: Chatctl) -> None:
     assert team.run("server stop").stdout.startswith("server stopped")
     assert [process for process in processes if process is not None and process.alive] == []
     assert team.run("server status", check=False).code == 3
+
+
+def test_a_name_given_twice_starts_one_client(team: Chatctl) -> None:
+    started = team.run("client start alice alice --group team --detach").stdout
+    assert started.count("started alice") == 1, started
+    team.run("client stop --all")
+    assert _processes_using(team.home) == []
+
+
+def _processes_using(home: Path) -> list[int]:
+    """Processes other than the server that run with this state directory."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get("CHATROOM_HOME") == str(home) and "server" not in process.cmdline():
+                found.append(process.pid)
+        except psutil.Error:
+            continue
+    return found
 
 
 def test_server_status_reports_address_pid_storage_and_health(team: Chatctl) -> None:
@@ -157,6 +179,8 @@ ERRORS = [
     ("client stop zed", "error: no client named 'zed'"),
     ("client stop", "error: name the clients to stop, or pass --all"),
     ("client logs zed", "error: no log for 'zed'"),
+    ("client stop ../server", "error: invalid client name '../server'"),
+    ("client logs ../server", "error: invalid client name '../server'"),
     ("server start", "error: a server is already running from "),
 ]
 
