@@ -11,6 +11,8 @@ them from COMMANDS, so that `chatctl --help` costs little more than Typer and ri
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -109,6 +111,32 @@ class Chatctl(TyperGroup):
         super().__init__(**attrs)
         for entry in COMMANDS:
             self.add_command(LazyCommand(entry))
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: _click.Context | None = None, **extra: Any
+    ) -> _click.Context:
+        with _one_line_usage_errors():
+            return super().make_context(info_name, args, parent=parent, **extra)
+
+    def invoke(self, ctx: _click.Context) -> Any:
+        with _one_line_usage_errors():
+            return super().invoke(ctx)
+
+
+@contextmanager
+def _one_line_usage_errors() -> Iterator[None]:
+    """A mistake in the arguments is one line, as every other mistake is (Typer draws a panel)."""
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+
+    try:
+        yield
+    except NoArgsIsHelpError:
+        raise  # no arguments at all: the help is the answer
+    except UsageError as error:
+        from admin_cli.output import fail
+
+        hint = "" if error.ctx is None else f" (see '{error.ctx.command_path} --help')"
+        fail(f"{error.format_message()}{hint}", error.exit_code)
 
 
 app = typer.Typer(

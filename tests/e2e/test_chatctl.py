@@ -207,6 +207,22 @@ def test_every_mistake_is_one_line_and_a_non_zero_exit(shared_team: Chatctl, com
     assert_one_line_error(shared_team.run(command, check=False), line)
 
 
+USAGE_ERRORS = [
+    ("history team --as alice --limit 0", "error: Invalid value for '--limit'"),
+    ("history team --as alice --before -1", "error: Invalid value for '--before'"),
+    ("nosuch", "error: No such command 'nosuch'. (see 'chatctl --help')"),
+    ("send --bogus", "error: No such option: --bogus (see 'chatctl send --help')"),
+    ("cluster scale", "error: Missing argument 'pairs'."),
+]
+
+
+@pytest.mark.parametrize(("command", "line"), USAGE_ERRORS, ids=[command for command, _ in USAGE_ERRORS])
+def test_a_usage_mistake_is_one_line_too(chatctl: Chatctl, command: str, line: str) -> None:
+    result = chatctl.run(command, check=False)
+    assert result.code == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(line), result.stderr
+
+
 @pytest.mark.parametrize("detach", ["--detach", ""])
 def test_an_address_that_cannot_be_bound_is_one_line(chatctl: Chatctl, detach: str) -> None:
     result = chatctl.run(f"server start {detach} --listen 127.0.0.1:1:2", check=False)
