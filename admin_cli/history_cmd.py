@@ -11,6 +11,8 @@ from admin_cli.settings import DEFAULT_SERVER, Json, Server
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+MAX_SEQ = 2**64 - 1
+"""Seqs are uint64 on the wire."""
 
 
 def history(
@@ -19,7 +21,7 @@ def history(
         str, typer.Option("--as", help="Member who reads (its token is in the state directory).")
     ],
     before: Annotated[
-        int, typer.Option("--before", min=0, help="Notes below this seq (0: up to the newest).")
+        int, typer.Option("--before", min=0, max=MAX_SEQ, help="Notes below this seq (0: up to the newest).")
     ] = 0,
     limit: Annotated[
         int, typer.Option("--limit", "-n", min=1, max=MAX_LIMIT, help="Notes at most.")

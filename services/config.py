@@ -87,6 +87,13 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         check_settings(self)
+        for name in ("listen", "health_listen", "metrics_listen"):
+            address = getattr(self, name)
+            if (address or name == "listen") and not _is_address(address):
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(
+                    f"{flag} {address!r}: give host:port with a port of 0-65535, such as 127.0.0.1:50051"
+                )
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("TLS needs both --tls-cert and --tls-key")
         if self.tls_client_ca is not None and self.tls_cert is None:
@@ -97,6 +104,11 @@ class ServerConfig:
         if self.tls_cert is None or self.tls_key is None:
             return None
         return ServerTls(self.tls_cert, self.tls_key, self.tls_client_ca)
+
+
+def _is_address(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    return bool(host) and port.isdigit() and int(port) <= 65535
 
 
 @dataclass(frozen=True, slots=True)

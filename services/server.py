@@ -252,8 +252,6 @@ def _bind(server: grpc.aio.Server, listen: str, credentials: grpc.ServerCredenti
 def _why_not_bindable(listen: str) -> str:
     """Says what gRPC's own message ("Failed to bind ... set GRPC_VERBOSITY=debug") does not."""
     host, _, port = listen.rpartition(":")
-    if not port.isdigit() or not host:
-        return "give host:port, such as 127.0.0.1:50051 or 0.0.0.0:50051"
     try:
         infos = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
     except (OSError, OverflowError) as error:

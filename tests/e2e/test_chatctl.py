@@ -232,6 +232,15 @@ def test_an_address_that_cannot_be_bound_is_one_line(chatctl: Chatctl, detach: s
     assert_one_line_error(result, expected)
 
 
+@pytest.mark.parametrize(
+    "option", ["--listen 127.0.0.1:99999", "--listen 127.0.0.1:-5", "--metrics-listen h:70000"]
+)
+def test_a_port_out_of_range_is_refused_not_wrapped_around(chatctl: Chatctl, option: str) -> None:
+    flag, address = option.split()
+    line = f"error: {flag} '{address}': give host:port with a port of 0-65535"
+    assert_one_line_error(chatctl.run(f"server start --detach {option}", check=False), line)
+
+
 def test_a_port_in_use_says_so_and_what_to_do(team: Chatctl, tmp_path) -> None:
     other = Chatctl(tmp_path / "other")
     address = team.env["CHATROOM_SERVER"]
