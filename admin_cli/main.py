@@ -11,6 +11,7 @@ them from COMMANDS, so that `chatctl --help` costs little more than Typer and ri
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -115,12 +116,27 @@ class Chatctl(TyperGroup):
     def make_context(
         self, info_name: str | None, args: list[str], parent: _click.Context | None = None, **extra: Any
     ) -> _click.Context:
+        _refuse_undecodable(args)
         with _one_line_usage_errors():
             return super().make_context(info_name, args, parent=parent, **extra)
 
     def invoke(self, ctx: _click.Context) -> Any:
         with _one_line_usage_errors():
             return super().invoke(ctx)
+
+
+def _refuse_undecodable(args: list[str]) -> None:
+    """Bytes that are not UTF-8 reach Python as lone surrogates, which no name, note or
+    header can hold: say so before any command trips over them."""
+    named = [(f"argument {arg!r}", arg) for arg in args]
+    named += [(name, value) for name, value in os.environ.items() if name.startswith("CHATROOM_")]
+    for what, value in named:
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            from admin_cli.output import fail
+
+            fail(f"{what} is not valid UTF-8")
 
 
 @contextmanager

@@ -99,7 +99,7 @@ def admin_token_source() -> str:
 def admin_token() -> str:
     """CHATROOM_ADMIN_TOKEN, else the token a local server keeps in the state directory."""
     if token := os.environ.get("CHATROOM_ADMIN_TOKEN"):
-        return token
+        return _checked(token, "CHATROOM_ADMIN_TOKEN")
     path = state_dir() / ADMIN_TOKEN_FILE
     token = _read_token(path)
     if token is None:
@@ -136,7 +136,15 @@ def member_token(member: str) -> str:
 
 def _read_token(path: Path) -> str | None:
     try:
-        return read_secret(path)
+        token = read_secret(path)
     except (OSError, UnicodeDecodeError) as error:
         reason = "it is not UTF-8 text" if isinstance(error, UnicodeDecodeError) else error.strerror
         fail(f"cannot read the token file {path}: {reason}")
+    return None if token is None else _checked(token, f"the token file {path}")
+
+
+def _checked(token: str, source: str) -> str:
+    """A token as gRPC can send it in a header: one word of printable ASCII."""
+    if not (token.isascii() and token.isprintable()) or " " in token:
+        fail(f"{source} holds no token: a token is one word of printable ASCII")
+    return token

@@ -330,10 +330,13 @@ def test_unreadable_token_files_and_member_names_that_are_paths_are_one_line(tea
     (team.home / "tokens" / "bob.token").write_bytes(b"\xff\xfe not text")
     (team.home / "tokens" / "chad.token").unlink()
     (team.home / "tokens" / "chad.token").mkdir()
+    (team.home / "tokens" / "doug.token").write_text("doug.secret\x1b[2J\n")
     for command, line in (
         ("send --as bob --group team hi", "not UTF-8"),
         ("send --as chad --group team hi", "cannot read the token file"),
+        ("send --as doug --group team hi", "holds no token: a token is one word of printable ASCII"),
         ("send --as ../admin --group team hi", "invalid member name '../admin'"),
+        ("send --as alice --group team 'c1 \udc9b'", "argument 'c1 \\udc9b' is not valid UTF-8"),
     ):
         result = team.run(command, check=False)
         assert result.code != 0 and len(result.stderr.splitlines()) == 1, result.stderr
