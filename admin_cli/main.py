@@ -121,7 +121,7 @@ class Chatctl(TyperGroup):
             return super().make_context(info_name, args, parent=parent, **extra)
 
     def invoke(self, ctx: _click.Context) -> Any:
-        with _one_line_usage_errors():
+        with _one_line_usage_errors(), _one_line_os_errors():
             return super().invoke(ctx)
 
 
@@ -137,6 +137,20 @@ def _refuse_undecodable(args: list[str]) -> None:
             from admin_cli.output import fail
 
             fail(f"{what} is not valid UTF-8")
+
+
+@contextmanager
+def _one_line_os_errors() -> Iterator[None]:
+    """A file or directory chatctl cannot use (the state directory is a file, or read-only)."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise  # stdout closed early (`| head`): Typer exits quietly
+    except OSError as error:
+        from admin_cli.output import fail
+
+        where = f"cannot use {error.filename}: " if error.filename else ""
+        fail(f"{where}{error.strerror or error}")
 
 
 @contextmanager

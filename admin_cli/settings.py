@@ -112,8 +112,15 @@ def member_token_path(member: str) -> Path:
 
 
 def save_member_token(member: str, token: str) -> Path:
+    """The server has just issued the token (and forgotten it): say so if it cannot be kept."""
     path = member_token_path(member)
-    write_secret(path, token)
+    try:
+        write_secret(path, token)
+    except OSError as error:
+        fail(
+            f"{member}'s new token could not be saved to {path} ({error.strerror or error}):"
+            f" make the state directory writable, then run 'chatctl token issue {member}'"
+        )
     return path
 
 

@@ -4,6 +4,7 @@ and one clear line for every mistake."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -239,6 +240,17 @@ def test_a_port_out_of_range_is_refused_not_wrapped_around(chatctl: Chatctl, opt
     flag, address = option.split()
     line = f"error: {flag} '{address}': give host:port with a port of 0-65535"
     assert_one_line_error(chatctl.run(f"server start --detach {option}", check=False), line)
+
+
+def test_a_state_directory_that_cannot_be_written_is_one_line(team: Chatctl, tmp_path: Path) -> None:
+    shutil.rmtree(team.home / "tokens")
+    (team.home / "tokens").write_text("not a directory")
+    result = team.run("group create more --members newbie", check=False)
+    assert_one_line_error(result, "error: newbie's new token could not be saved to ")
+    assert "then run 'chatctl token issue newbie'" in result.stderr
+    (tmp_path / "a-file").write_text("")
+    blocked = Chatctl(tmp_path / "a-file")
+    assert_one_line_error(blocked.run("server start --listen 127.0.0.1:0", check=False), "error: cannot use ")
 
 
 def test_a_port_in_use_says_so_and_what_to_do(team: Chatctl, tmp_path) -> None:
