@@ -140,7 +140,7 @@ def _all_running(status: cluster_pb2.GetStatusResponse, config: ClusterConfig) -
         if process.state in ("failed", "exited"):
             fail(
                 f"{process.name} {process.state} ({process.last_exit}):"
-                f" see 'chatctl cluster logs -f {config.path} {process.name}'"
+                f" see 'chatctl cluster logs --file {config.path} {process.name}'"
             )
     return bool(status.processes) and all(process.state == "running" for process in status.processes)
 
@@ -239,9 +239,15 @@ def logs(
     from admin_cli.cluster import logs as merged
     from services.core.settings import parse_duration
 
+    from admin_cli.cluster.supervised import SUPERVISOR
+
     config = cluster_config(file)
     home = ClusterHome.of(config.name)
     wanted = list(names or [])
+    known = ["storage", "server", SUPERVISOR, *(client.member for client in config.clients)]
+    for name in wanted:
+        if not matches(name, known):
+            fail(f"no process named {name!r} in {config.path}: see 'chatctl cluster ps'")
     try:
         since_s = parse_duration(since) if since is not None else None
     except ValueError as error:

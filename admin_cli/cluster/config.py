@@ -20,6 +20,9 @@ DEFAULT_FILE = "chatroom.toml"
 CLUSTER_OPTIONS = ("db", "listen", "health_listen", "metrics_listen", "tls_cert", "tls_key", "tls_client_ca")
 """Server options the cluster sets itself, or that one address for every replica would break."""
 MAX_PORT = 65535
+MAX_REPLICAS = 16
+MAX_SESSIONS = 64
+"""Per [[client]]: each session is a process of its own on this machine."""
 
 EXAMPLE = """\
 # chatroom.toml: a whole chatroom cluster on this machine (chatctl cluster up)
@@ -175,10 +178,14 @@ class _Reader:
             raise self.fail(where, f"{value!r} is not a name: lowercase letters, digits, _ and -")
         return value
 
-    def count(self, data: dict[str, Any], key: str, where: str, default: int, least: int) -> int:
+    def count(
+        self, data: dict[str, Any], key: str, where: str, default: int, least: int, most: int = MAX_PORT
+    ) -> int:
         value = cast(int, self.value(data, key, where, int, default))
         if value < least:
             raise self.fail(where, f"must be at least {least}, not {value}")
+        if value > most:
+            raise self.fail(where, f"must be at most {most}, not {value}")
         return value
 
     def restart(self, data: dict[str, Any], where: str) -> RestartPolicy:
@@ -206,7 +213,7 @@ class _Reader:
         return found
 
     def servers(self, data: dict[str, Any]) -> Servers:
-        replicas = self.count(data, "replicas", "server.replicas", 2, 1)
+        replicas = self.count(data, "replicas", "server.replicas", 2, 1, MAX_REPLICAS)
         port = self.count(data, "port", "server.port", 50061, 1)
         if port + replicas - 1 > MAX_PORT:
             raise self.fail("server.port", f"replicas would listen beyond port {MAX_PORT}")
@@ -255,7 +262,7 @@ class _Reader:
         return Client(
             member=self.name(data, "member", f"{where}.member"),
             group=self.name(data, "group", f"{where}.group"),
-            sessions=self.count(data, "sessions", f"{where}.sessions", 1, 0),
+            sessions=self.count(data, "sessions", f"{where}.sessions", 1, 0, MAX_SESSIONS),
             restart=self.restart(data, f"{where}.restart"),
         )
 

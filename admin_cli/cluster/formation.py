@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
-from admin_cli.cluster.config import ClusterConfig, option_flags
+from admin_cli.cluster.config import MAX_PORT, MAX_REPLICAS, MAX_SESSIONS, ClusterConfig, option_flags
 from admin_cli.cluster.delivery import ClusterAdmin
 from admin_cli.cluster.home import ClusterHome
 from admin_cli.cluster.kinds import ClientSession, ServerReplica, StorageProcess
@@ -202,8 +202,12 @@ class Formation:
             if name == "server":
                 if self.config.storage.sqlite and count > 1:
                     raise Refused("SQLite storage serves one replica: use PostgreSQL to scale servers")
+                if count > MAX_REPLICAS or self.config.server.port + count - 1 > MAX_PORT:
+                    raise Refused(f"at most {MAX_REPLICAS} replicas, listening at most on port {MAX_PORT}")
             elif self.config.client(name) is None:
                 raise Refused(f"{self.config.path} has no [[client]] member {name!r} (nor is it 'server')")
+            elif count > MAX_SESSIONS:
+                raise Refused(f"at most {MAX_SESSIONS} sessions of one member: each is a process")
         for name, count in counts.items():
             stopping = self._scale_servers(count) if name == "server" else self._scale_client(name, count)
             await asyncio.gather(*(process.stop() for process in reversed(stopping)))
@@ -236,9 +240,8 @@ class Formation:
                 self.clients[name] = ClientSession(name, client, log, self.outputs, self, self._spread, alone)
                 self.clients[name].start()
                 self._spread += 1
-        surplus = [
-            name for name, each in self.clients.items() if each.member == member and name not in wanted
-        ]
+        kept = set(wanted)
+        surplus = [name for name, each in self.clients.items() if each.member == member and name not in kept]
         return [self.clients.pop(name) for name in surplus]
 
     def resolve(self, names: Sequence[str]) -> list[Supervised]:

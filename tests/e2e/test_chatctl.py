@@ -253,6 +253,17 @@ def test_a_state_directory_that_cannot_be_written_is_one_line(team: Chatctl, tmp
     assert_one_line_error(blocked.run("server start --listen 127.0.0.1:0", check=False), "error: cannot use ")
 
 
+def test_cluster_logs_of_a_name_the_cluster_has_not_is_refused(chatctl: Chatctl, tmp_path: Path) -> None:
+    chatctl.run(f"cluster init {tmp_path / 'chatroom.toml'}")
+    options = f"--file {tmp_path / 'chatroom.toml'}"
+    assert_one_line_error(
+        chatctl.run(f"cluster logs nobody {options}", check=False), "error: no process named 'nobody'"
+    )
+    assert_one_line_error(
+        chatctl.run(f"cluster logs alice-2 {options}", check=False), "error: cluster team has no logs yet"
+    )
+
+
 def test_a_port_in_use_says_so_and_what_to_do(team: Chatctl, tmp_path) -> None:
     other = Chatctl(tmp_path / "other")
     address = team.env["CHATROOM_SERVER"]

@@ -136,6 +136,9 @@ def test_a_killed_client_comes_back_and_shows_what_it_missed_once(cluster: Clust
 
 
 def test_scale_servers_up_and_down(cluster: Cluster) -> None:
+    for pair, line in (("alice=100000", "at most 64 sessions"), ("server=17", "at most 16 replicas")):
+        refused = cluster.run(f"cluster scale {pair}", check=False)
+        assert refused.code != 0 and line in refused.stderr, refused.stderr
     cluster.run("cluster scale server=3", timeout_s=CLUSTER_TIMEOUT_S)
     processes = cluster.processes()
     assert processes["server-3"]["state"] == "running" and processes["server-3"]["health"] == "SERVING"

@@ -76,6 +76,8 @@ MISTAKES = [
         "client[0].member: 'server' names a process of the cluster",
     ),
     ('name = "t"\n' + GROUP + ALICE + "sessions = -1\n", "client[0].sessions: must be at least 0, not -1"),
+    ('name = "t"\n' + GROUP + ALICE + "sessions = 65\n", "client[0].sessions: must be at most 64, not 65"),
+    ('name = "t"\n[server]\nreplicas = 17\n', "server.replicas: must be at most 16, not 17"),
     (
         'name = "t"\n' + GROUP + ALICE + 'restart = "never"\n',
         "client[0].restart: must be one of no, on-failure, always, not 'never'",
