@@ -237,9 +237,8 @@ def logs(
 ) -> None:
     """The logs of every process merged in time order, each line prefixed "server-1 |"."""
     from admin_cli.cluster import logs as merged
-    from services.core.settings import parse_duration
-
     from admin_cli.cluster.supervised import SUPERVISOR
+    from services.core.settings import parse_duration
 
     config = cluster_config(file)
     home = ClusterHome.of(config.name)
