@@ -128,7 +128,7 @@ class Session:
         self.head_seq = 0
         self.incarnation = 0
         self._sent_seqs: list[int] = []
-        """Seqs this session was sent, ascending; those above the cursor fill its window."""
+        """Seqs this session was sent above the member's cursor, ascending: its window's fill."""
 
     @property
     def group(self) -> str:
@@ -144,7 +144,7 @@ class Session:
 
     def start(self, membership: Membership, pending_acked_seq: int) -> None:
         """Begins after the member's cursor; called once membership is confirmed."""
-        self.cursor.acked_seq = max(self.cursor.acked_seq, membership.last_acked_seq, pending_acked_seq)
+        self.cursor.advance(max(membership.last_acked_seq, pending_acked_seq))
         self.sent_seq = self.cursor.acked_seq
         self.head_seq = max(self.head_seq, membership.head_seq)
         self.incarnation = membership.incarnation
@@ -156,6 +156,9 @@ class Session:
         self._wake.set()
 
     def window_moved(self) -> None:
+        """The member's cursor moved: what this session was sent up to it is acked."""
+        sent = self._sent_seqs
+        del sent[: bisect_right(sent, self.cursor.acked_seq)]
         if self._stalled:
             self._wake.set()
 
@@ -212,9 +215,7 @@ class Session:
 
     def _window_room(self) -> int:
         """How many more notes may be sent before an ack."""
-        sent = self._sent_seqs
-        del sent[: bisect_right(sent, self.cursor.acked_seq)]
-        return self._limits.max_unacked - len(sent)
+        return self._limits.max_unacked - len(self._sent_seqs)
 
     @property
     def _waits_for_acks(self) -> bool:

@@ -93,6 +93,26 @@ def test_a_members_own_notes_never_fill_its_window() -> None:
     asyncio.run(scenario())
 
 
+def test_an_acked_session_keeps_no_record_of_what_it_was_sent() -> None:
+    """White-box: an idle session's memory is what 10,000 of them cost; its sent seqs
+    are let go when the cursor passes them, not the next time it has notes to send."""
+
+    async def scenario() -> None:
+        chatroom = await started()
+        who = await members(chatroom, "team", "alice", "bob")
+        for i in range(50):
+            await chatroom.send_note(who["alice"], "team", f"n{i}", "")
+        laptop = await subscribe(chatroom, who["bob"], "team")
+        phone = await subscribe(chatroom, who["bob"], "team")
+        await take(laptop.items(), 50)
+        await take(phone.items(), 50)
+        phone.ack(50)
+        assert (laptop._sent_seqs, phone._sent_seqs) == ([], [])
+        await chatroom.close()
+
+    asyncio.run(scenario())
+
+
 def test_acks_are_clamped_and_never_move_back() -> None:
     async def scenario() -> None:
         chatroom = await started()
