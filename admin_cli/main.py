@@ -11,7 +11,6 @@ them from COMMANDS, so that `chatctl --help` costs little more than Typer and ri
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -116,27 +115,12 @@ class Chatctl(TyperGroup):
     def make_context(
         self, info_name: str | None, args: list[str], parent: _click.Context | None = None, **extra: Any
     ) -> _click.Context:
-        _refuse_undecodable(args)
         with _one_line_usage_errors():
             return super().make_context(info_name, args, parent=parent, **extra)
 
     def invoke(self, ctx: _click.Context) -> Any:
-        with _one_line_usage_errors(), _one_line_os_errors():
+        with _one_line_usage_errors(), _one_line_os_errors(), _one_line_encoding_errors():
             return super().invoke(ctx)
-
-
-def _refuse_undecodable(args: list[str]) -> None:
-    """Bytes that are not UTF-8 reach Python as lone surrogates, which no name, note or
-    header can hold: say so before any command trips over them."""
-    named = [(f"argument {arg!r}", arg) for arg in args]
-    named += [(name, value) for name, value in os.environ.items() if name.startswith("CHATROOM_")]
-    for what, value in named:
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            from admin_cli.output import fail
-
-            fail(f"{what} is not valid UTF-8")
 
 
 @contextmanager
@@ -144,13 +128,24 @@ def _one_line_os_errors() -> Iterator[None]:
     """A file or directory chatctl cannot use (the state directory is a file, or read-only)."""
     try:
         yield
-    except BrokenPipeError:
-        raise  # stdout closed early (`| head`): Typer exits quietly
     except OSError as error:
+        if error.filename is None:
+            raise  # not about a file: a broken pipe (Typer exits quietly), or a bug to see whole
         from admin_cli.output import fail
 
-        where = f"cannot use {error.filename}: " if error.filename else ""
-        fail(f"{where}{error.strerror or error}")
+        fail(f"cannot use {error.filename}: {error.strerror or error}")
+
+
+@contextmanager
+def _one_line_encoding_errors() -> Iterator[None]:
+    """Bytes that are not UTF-8 reach Python as lone surrogates, which no name, note or
+    header can hold; a path may (the file system takes them back as they came)."""
+    try:
+        yield
+    except UnicodeEncodeError as error:
+        from admin_cli.output import fail
+
+        fail(f"{error.object!r} is not valid UTF-8 (an argument, or a CHATROOM_ variable?)")
 
 
 @contextmanager

@@ -107,8 +107,11 @@ class ServerConfig:
 
 
 def _is_address(address: str) -> bool:
+    """host:port, or a unix: socket path as gRPC takes it."""
+    if address.startswith("unix:"):
+        return True
     host, _, port = address.rpartition(":")
-    return bool(host) and port.isdigit() and int(port) <= 65535
+    return bool(host) and port.isascii() and port.isdigit() and int(port) <= 65535
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,30 +33,34 @@ class Threads:
         ]
         self._started = False
         self._closed = False
+        self._lock = threading.Lock()
+        """run() and close() may come from different threads (close runs off the event loop)."""
 
     def run(self, call: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """call(*args) in one of the threads; the future has its result or exception.
         After close, refused at once (as an executor refuses), never left unresolved."""
-        if self._closed:
-            raise RuntimeError("the storage threads are closed")
-        if not self._started:
-            self._started = True
-            for thread in self._threads:
-                thread.start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((loop, future, call, args))
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the storage threads are closed")
+            if not self._started:
+                self._started = True
+                for thread in self._threads:
+                    thread.start()
+            self._jobs.put((loop, future, call, args))
         return future
 
     def close(self) -> None:
         """Lets the jobs already queued finish, then ends the threads."""
-        if self._closed:
-            return
-        self._closed = True
-        if not self._started:
-            return
-        for _ in self._threads:
-            self._jobs.put(None)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if not self._started:
+                return
+            for _ in self._threads:
+                self._jobs.put(None)
         for thread in self._threads:
             thread.join()
 

@@ -75,7 +75,7 @@ def test_a_name_given_twice_starts_one_client(team: Chatctl) -> None:
     started = team.run("client start alice alice --group team --detach").stdout
     assert started.count("started alice") == 1, started
     team.run("client stop --all")
-    assert _processes_using(team.home) == []
+    wait_for(lambda: _processes_using(team.home) == [], "every client process to end")
 
 
 def _processes_using(home: Path) -> list[int]:
@@ -359,7 +359,7 @@ def test_unreadable_token_files_and_member_names_that_are_paths_are_one_line(tea
         ("send --as chad --group team hi", "cannot read the token file"),
         ("send --as doug --group team hi", "holds no token: a token is one word of printable ASCII"),
         ("send --as ../admin --group team hi", "invalid member name '../admin'"),
-        ("send --as alice --group team 'c1 \udc9b'", "argument 'c1 \\udc9b' is not valid UTF-8"),
+        ("send --as alice --group team 'c1 \udc9b'", "'c1 \\udc9b' is not valid UTF-8"),
     ):
         result = team.run(command, check=False)
         assert result.code != 0 and len(result.stderr.splitlines()) == 1, result.stderr

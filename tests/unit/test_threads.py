@@ -77,8 +77,10 @@ def test_a_store_that_fails_to_open_leaves_no_thread_behind(tmp_path: Path) -> N
     (tmp_path / "a-file").write_text("not a directory")
 
     async def scenario() -> None:
+        before = set(threading.enumerate())
         with pytest.raises(Unavailable, match="cannot open"):
             await SqliteStore(tmp_path / "a-file" / "chatroom.db").open()
-        assert not [thread for thread in threading.enumerate() if thread.name.startswith("sqlite-")]
+        left = set(threading.enumerate()) - before
+        assert not [thread for thread in left if thread.name.startswith("sqlite-")]
 
     asyncio.run(scenario())
