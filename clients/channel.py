@@ -23,6 +23,12 @@ KEEPALIVE_ENV = "CHATROOM_CLIENT_KEEPALIVE"
 PING_TIMEOUT_MS = 10_000
 
 
+def sendable_token(token: str) -> bool:
+    """Whether a token can travel in an authorization header: one word of printable ASCII
+    (gRPC refuses anything else with a bare INTERNAL "Invalid metadata")."""
+    return token.isascii() and token.isprintable() and " " not in token
+
+
 def keepalive_options(keepalive_s: float) -> list[tuple[str, int]]:
     if keepalive_s <= 0:
         raise ValueError(f"the keepalive interval must be positive, not {keepalive_s:g} s")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,6 +71,16 @@ def test_stopping_leaves_no_process_behind(team: Chatctl) -> None:
     assert team.run("server stop").stdout.startswith("server stopped")
     assert [process for process in processes if process is not None and process.alive] == []
     assert team.run("server status", check=False).code == 3
+
+
+def test_the_console_refuses_a_token_file_that_holds_no_token(tmp_path: Path) -> None:
+    """gRPC would answer such a token with a bare INTERNAL "Invalid metadata"."""
+    token_file = tmp_path / "bob.token"
+    token_file.write_text("bob.secret\x1b[2J\n")
+    argv = [sys.executable, "-m", "clients", "bob", "--group", "team", "--token-file", str(token_file)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    assert done.returncode == 2
+    assert done.stderr == f"error: {token_file} holds no token: a token is one word of printable ASCII\n"
 
 
 def test_a_name_given_twice_starts_one_client(team: Chatctl) -> None:
