@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from admin_cli.output import fail
-from clients.channel import KEEPALIVE_ENV, sendable_token  # no gRPC: channel.py imports it where it dials
+from clients.channel import KEEPALIVE_ENV, unsendable_token  # no gRPC: channel.py imports it where it dials
 from services.core.errors import InvalidRequest
 from services.core.names import check_name
 from services.state_dir import ADMIN_TOKEN_FILE, default_state_dir, read_secret, write_secret
@@ -152,6 +152,6 @@ def _read_token(path: Path) -> str | None:
 
 def _checked(token: str, source: str) -> str:
     """A token as gRPC can send it in a header: one word of printable ASCII."""
-    if not sendable_token(token):
-        fail(f"{source} holds no token: a token is one word of printable ASCII")
+    if (problem := unsendable_token(token, source)) is not None:
+        fail(problem)
     return token

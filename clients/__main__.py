@@ -12,7 +12,7 @@ from pathlib import Path
 # console's; it reports connection trouble itself. GRPC_VERBOSITY=info brings them back.
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
-from clients.channel import DEFAULT_KEEPALIVE_S, KEEPALIVE_ENV, ClientTls, sendable_token  # noqa: E402
+from clients.channel import DEFAULT_KEEPALIVE_S, KEEPALIVE_ENV, ClientTls, unsendable_token  # noqa: E402
 from clients.console import ConsoleOptions, run_console  # noqa: E402
 from clients.lines import last_shown  # noqa: E402
 
@@ -59,9 +59,8 @@ def parse_args(argv: list[str] | None = None) -> ConsoleOptions:
         parser.exit(2, f"error: {error}\n")
     if not token:
         parser.exit(2, "error: no token: pass --token-file or set CHATROOM_TOKEN\n")
-    if not sendable_token(token):
-        source = args.token_file or "CHATROOM_TOKEN"
-        parser.exit(2, f"error: {source} holds no token: a token is one word of printable ASCII\n")
+    if (problem := unsendable_token(token, str(args.token_file or "CHATROOM_TOKEN"))) is not None:
+        parser.exit(2, f"error: {problem}\n")
     return ConsoleOptions(
         member=args.member,
         group=args.group,

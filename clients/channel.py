@@ -23,10 +23,12 @@ KEEPALIVE_ENV = "CHATROOM_CLIENT_KEEPALIVE"
 PING_TIMEOUT_MS = 10_000
 
 
-def sendable_token(token: str) -> bool:
-    """Whether a token can travel in an authorization header: one word of printable ASCII
-    (gRPC refuses anything else with a bare INTERNAL "Invalid metadata")."""
-    return token.isascii() and token.isprintable() and " " not in token
+def unsendable_token(token: str, source: str) -> str | None:
+    """Why a token cannot travel in an authorization header, if it cannot (gRPC refuses
+    such a header with a bare INTERNAL "Invalid metadata")."""
+    if token.isascii() and token.isprintable() and " " not in token:
+        return None
+    return f"{source} holds no token: a token is one word of printable ASCII"
 
 
 def keepalive_options(keepalive_s: float) -> list[tuple[str, int]]:
