@@ -259,14 +259,15 @@ class Session:
         room = self._window_room()
         if self.head_seq <= self.sent_seq or room <= 0:
             return []
-        notes = await self._store.read_notes(self.group, self.sent_seq, self.head_seq, MAX_BATCH_NOTES)
+        limit = min(room, MAX_BATCH_NOTES)  # never more than may be sent: a small window reads little
+        notes = await self._store.read_notes(self.group, self.sent_seq, self.head_seq, limit)
         if not notes or notes[0].seq != self.sent_seq + 1:
             await self._look_for_deleted()
             return []
         batch = _Batch()
         for note in notes:
             if note.sender != self.member:
-                if len(batch.notes) >= room or not batch.has_room_for(note):
+                if not batch.has_room_for(note):
                     break  # the rest is read again for the next batch
                 batch.add(note)
                 self._sent_seqs.append(note.seq)

@@ -93,6 +93,32 @@ def test_a_members_own_notes_never_fill_its_window() -> None:
     asyncio.run(scenario())
 
 
+def test_a_small_window_reads_no_more_from_storage_than_it_may_send() -> None:
+    """Reading a full batch for a window of 4 would read most of 500 rows again for every 4 sent."""
+
+    async def scenario() -> None:
+        store = Instrumented()
+        limits: list[int] = []
+
+        async def record(group: str, after_seq: int, until_seq: int, limit: int) -> None:
+            limits.append(limit)
+
+        store.before["read_notes"] = record
+        chatroom = await started(store, max_unacked=4)
+        who = await members(chatroom, "team", "alice", "bob")
+        for i in range(40):
+            await chatroom.send_note(who["alice"], "team", f"n{i}", "")
+        bob = await subscribe(chatroom, who["bob"], "team")
+        items = bob.items()
+        for first in range(1, 41, 4):
+            assert [n.seq for n in await take(items, 4)] == list(range(first, first + 4))
+            bob.ack(first + 3)
+        assert limits and max(limits) <= 4, limits
+        await chatroom.close()
+
+    asyncio.run(scenario())
+
+
 def test_an_acked_session_keeps_no_record_of_what_it_was_sent() -> None:
     """White-box: an idle session's memory is what 10,000 of them cost; its sent seqs
     are let go when the cursor passes them, not the next time it has notes to send."""
