@@ -252,6 +252,8 @@ def _bind(server: grpc.aio.Server, listen: str, credentials: grpc.ServerCredenti
 def _why_not_bindable(listen: str) -> str:
     """Says what gRPC's own message ("Failed to bind ... set GRPC_VERBOSITY=debug") does not."""
     host, _, port = listen.rpartition(":")
+    if not port.isdigit():  # a unix: socket path
+        return "gRPC could not create the socket there (does its directory exist?)"
     try:
         infos = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
     except (OSError, OverflowError) as error:

@@ -276,6 +276,11 @@ def test_cluster_logs_of_a_name_the_cluster_has_not_is_refused(chatctl: Chatctl,
     )
 
 
+def test_a_unix_socket_that_cannot_be_made_is_one_line(chatctl: Chatctl) -> None:
+    result = chatctl.run("server start --listen unix:/nonexistent/dir/sock", check=False)
+    assert_one_line_error(result, "error: cannot listen on unix:/nonexistent/dir/sock: gRPC could not create")
+
+
 def test_a_port_in_use_says_so_and_what_to_do(team: Chatctl, tmp_path) -> None:
     other = Chatctl(tmp_path / "other")
     address = team.env["CHATROOM_SERVER"]
