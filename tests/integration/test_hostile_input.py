@@ -175,11 +175,11 @@ def raw_call(channel: grpc.Channel, method: str) -> grpc.UnaryUnaryMultiCallable
     return channel.unary_unary(method, request_serializer=None, response_deserializer=None)
 
 
-def test_malformed_strings_in_send_note_are_invalid_argument(admin: Admin, channel, name) -> None:
+def test_malformed_strings_in_send_note_are_invalid_argument(channel, name, member_token) -> None:
     """A retry can never succeed, so such a send must not look retryable, nor fail its neighbours."""
     send_note = raw_call(channel, "/chatroom.v1.ChatService/SendNote")
     stub = chat_pb2_grpc.ChatServiceStub(channel)
-    alice = bearer(admin.create_group(name, [f"{name}-alice"])[f"{name}-alice"])
+    alice = bearer(member_token)
     before = stub.SendNote(chat_pb2.SendNoteRequest(group=name, text="before"), metadata=alice, timeout=30)
 
     @PROPERTY
@@ -230,10 +230,9 @@ def assert_serving(channel: grpc.Channel) -> None:
     assert response.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_the_server_still_works_for_real_members_afterwards(admin: Admin, channel, name) -> None:
-    tokens = admin.create_group(name, [f"{name}-alice"])
+def test_the_server_still_works_for_real_members_afterwards(channel, name, member_token) -> None:
     request = chat_pb2.SendNoteRequest(group=name, text="still here")
     response = chat_pb2_grpc.ChatServiceStub(channel).SendNote(
-        request, metadata=bearer(tokens[f"{name}-alice"]), timeout=10
+        request, metadata=bearer(member_token), timeout=10
     )
     assert response.note.sender == f"{name}-alice"
